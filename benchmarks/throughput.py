@@ -1,0 +1,94 @@
+"""Training throughput of the NTM: sequences per second for forward + backward + optimiser step.
+
+Copy-shaped data (length 20: 41 steps of 9 input bits, 8 output bits), the paper's sizes
+(128 x 20 memory, controller width 100, one read and one write head), per controller, batch size
+and eager/compiled step. Prints a markdown table.
+
+    python benchmarks/throughput.py                       # the full table (a few minutes)
+    python benchmarks/throughput.py --controllers lstm --batch-sizes 32 --modes compiled
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ntm import NTM, LSTMBaseline
+
+LENGTH, WIDTH = 20, 8
+
+
+def copy_shaped_batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    steps = 2 * LENGTH + 1
+    inputs = torch.randint(0, 2, (batch_size, steps, WIDTH + 1)).float()
+    targets = torch.randint(0, 2, (batch_size, steps, WIDTH)).float()
+    return inputs, targets
+
+
+def build(controller: str, compiled: bool) -> torch.nn.Module:
+    if controller == "lstm_baseline":
+        return LSTMBaseline(input_size=WIDTH + 1, output_size=WIDTH)
+    return NTM(
+        input_size=WIDTH + 1,
+        output_size=WIDTH,
+        controller=controller,
+        controller_options={"hidden_size": 100},
+        memory_slots=128,
+        memory_width=20,
+        compile=compiled,
+    )
+
+
+def measure(controller: str, batch_size: int, compiled: bool, seconds: float) -> float:
+    torch.manual_seed(0)
+    model = build(controller, compiled)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    inputs, targets = copy_shaped_batch(batch_size)
+
+    def train_step() -> None:
+        logits, _ = model(inputs)
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):  # warm-up: compilation, allocator, caches
+        train_step()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        train_step()
+        steps += 1
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--controllers", nargs="+", default=["lstm", "mlp", "transformer", "lstm_baseline"]
+    )
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"],
+                        default=["eager", "compiled"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), copy length {LENGTH} "
+          f"({2 * LENGTH + 1} steps), memory 128 x 20, controller width 100")
+    print("| controller | batch | mode | sequences/s |")
+    print("|---|---:|---|---:|")
+    for controller in args.controllers:
+        for batch_size in args.batch_sizes:
+            for mode in args.modes:
+                if controller == "lstm_baseline" and mode == "compiled":
+                    continue  # cuDNN-style fused nn.LSTM: nothing per step to compile
+                rate = measure(controller, batch_size, mode == "compiled", args.seconds)
+                print(f"| {controller} | {batch_size} | {mode} | {rate:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Algorithmic tasks of Graves et al. 2014 (section 4) that generate their own data.
+
+Each task states its input/output widths and returns `Batch(inputs, targets, mask)` from
+``task.sample(batch_size, generator, **difficulty)``. This package never imports `ntm`.
+"""
+
+from __future__ import annotations
+
+from tasks.associative_recall import AssociativeRecallTask
+from tasks.base import Batch, Task
+from tasks.copy import CopyTask
+from tasks.datamodule import FixedTaskSet, TaskDataModule, TaskStream
+from tasks.repeat_copy import RepeatCopyTask
+
+__all__ = [
+    "AssociativeRecallTask",
+    "Batch",
+    "CopyTask",
+    "FixedTaskSet",
+    "RepeatCopyTask",
+    "Task",
+    "TaskDataModule",
+    "TaskStream",
+]

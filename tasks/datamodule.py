@@ -1,0 +1,162 @@
+"""Data plumbing for Lightning: an infinite training stream and fixed validation sets.
+
+Every batch comes whole from `Task.sample`, so DataLoaders run with ``batch_size=None``
+(no collation, no padding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from tasks.base import Batch, Task, check_int
+
+#: Validation set i is generated from seed + VAL_SEED_OFFSET + i, so it never shares a seed
+#: with another validation set or with the training seed it was configured next to.
+VAL_SEED_OFFSET = 10_000
+
+
+def distributed_rank() -> int:
+    """This process's rank: from torch.distributed if initialised, else $RANK, else 0."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    # Launchers (torchrun, Lightning) set RANK before the process group exists.
+    return int(os.environ.get("RANK", "0"))
+
+
+def stream_seed(seed: int, rank: int, worker: int) -> int:
+    """A 64-bit generator seed unique to (seed, rank, worker), the same on every run.
+
+    Hashing rather than e.g. ``seed + worker`` keeps neighbouring seeds' streams unrelated
+    (seed 0 worker 1 would otherwise equal seed 1 worker 0).
+    """
+    digest = hashlib.sha256(f"{seed}/{rank}/{worker}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class TaskStream(IterableDataset):
+    """An endless stream of `Batch`es of `batch_size` sequences from `task`.
+
+    Each (rank, DataLoader worker) gets its own deterministic generator, so workers and ranks
+    see different data and a run is reproducible from `seed`. Iterating again restarts the
+    same stream.
+    """
+
+    def __init__(self, *, task: Task, batch_size: int, seed: int) -> None:
+        self.task = task
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[Batch]:
+        # Looked up through the module at call time so tests can patch it.
+        worker = torch.utils.data.get_worker_info()
+        worker_id = worker.id if worker is not None else 0
+        generator = torch.Generator().manual_seed(
+            stream_seed(self.seed, distributed_rank(), worker_id)
+        )
+        while True:
+            yield self.task.sample(self.batch_size, generator)
+
+
+class FixedTaskSet(Dataset):
+    """`num_batches` batches generated once from `seed`, for validation and test.
+
+    `difficulty` overrides the task's ranges (e.g. ``{"min_length": 40, "max_length": 40}``).
+    Item i is the i-th `Batch`; the set is identical whenever it is rebuilt with the same
+    arguments.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        num_batches: int,
+        batch_size: int,
+        seed: int,
+        difficulty: Mapping[str, int] | None = None,
+    ) -> None:
+        check_int("num_batches", num_batches, minimum=1)
+        self.difficulty = dict(difficulty or {})
+        generator = torch.Generator().manual_seed(seed)
+        self.batches = [
+            task.sample(batch_size, generator, **self.difficulty) for _ in range(num_batches)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.batches[index]
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Training stream and named validation sets for one task.
+
+    val_sets: name -> difficulty overrides, e.g.
+        ``{"train_range": {}, "length_40": {"min_length": 40, "max_length": 40}}``;
+        default ``{"train": {}}``. `val_dataloader` returns one loader per set in this order
+        (Lightning's dataloader_idx indexes `val_set_names`).
+    val_batches: batches per validation set. val_batch_size: defaults to `batch_size`.
+    """
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        batch_size: int,
+        seed: int = 0,
+        val_sets: Mapping[str, Mapping[str, int]] | None = None,
+        val_batches: int = 4,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.seed = seed
+        self.val_sets = {name: dict(d) for name, d in (val_sets or {"train": {}}).items()}
+        if not self.val_sets:
+            raise ValueError("val_sets must name at least one validation set")
+        for overrides in self.val_sets.values():
+            task.resolve(**overrides)  # fail at construction, not at the first validation
+        self.val_set_names = list(self.val_sets)
+        self.val_batches = check_int("val_batches", val_batches, minimum=1)
+        self.val_batch_size = check_int(
+            "val_batch_size", batch_size if val_batch_size is None else val_batch_size, minimum=1
+        )
+        self.num_workers = check_int("num_workers", num_workers, minimum=0)
+        self._val_datasets: list[FixedTaskSet] | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        stream = TaskStream(task=self.task, batch_size=self.batch_size, seed=self.seed)
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            # Spare the worker start-up cost whenever Lightning re-creates the iterator.
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_datasets(self) -> list[FixedTaskSet]:
+        """The validation sets in `val_set_names` order, built once on first use."""
+        if self._val_datasets is None:
+            self._val_datasets = [
+                FixedTaskSet(
+                    task=self.task,
+                    num_batches=self.val_batches,
+                    batch_size=self.val_batch_size,
+                    seed=self.seed + VAL_SEED_OFFSET + index,
+                    difficulty=overrides,
+                )
+                for index, overrides in enumerate(self.val_sets.values())
+            ]
+        return self._val_datasets
+
+    def val_dataloader(self) -> list[DataLoader]:
+        # In-memory batches: worker processes would only add start-up cost.
+        return [DataLoader(dataset, batch_size=None) for dataset in self.val_datasets()]

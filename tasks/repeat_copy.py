@@ -1,0 +1,99 @@
+"""Repeat copy (Graves et al. 2014, section 4.2): write a sequence R times, then an end marker.
+
+Input channels: `width` data bits, a start-delimiter channel, a repeat-count channel.
+Output channels: `width` data bits and an end-marker channel.
+Time: one start step, L data steps, one step carrying the count, then R*L + 1 blank steps
+whose target is the sequence R times and then the end marker; only those are scored.
+t = L + 2 + R*L + 1.
+
+The count is fed as R / repeat_normaliser, where the normaliser is the task's configured
+`max_repeats`. It stays fixed when `sample` overrides the range, so a model trained on up to
+10 repeats reads 20 repeats as 2.0 (extrapolation, as in the paper's generalisation tests).
+
+Width 2, L = 2, R = 2, max_repeats = 4 (count 0.5), sequence (1, 0), (0, 1); "." is 0::
+
+    time        0    1    2    3    4    5    6    7    8
+    in  bit 0   .    1    0    .    .    .    .    .    .
+    in  bit 1   .    0    1    .    .    .    .    .    .
+    in  start   1    .    .    .    .    .    .    .    .
+    in  count   .    .    .   0.5   .    .    .    .    .
+    out bit 0   .    .    .    .    1    0    1    0    .
+    out bit 1   .    .    .    .    0    1    0    1    .
+    out end     .    .    .    .    .    .    .    .    1
+    mask        .    .    .    .    1    1    1    1    1
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from tasks.base import Batch, Task, check_int, random_bits
+
+
+class RepeatCopyTask(Task):
+    """Copy a random sequence a given number of times, then emit an end marker.
+
+    Length and repeat count are drawn per batch uniformly in their ranges.
+    """
+
+    name = "repeat_copy"
+    range_floors: ClassVar[dict[str, int]] = {"length": 1, "repeats": 1}
+
+    def __init__(
+        self,
+        *,
+        width: int = 8,
+        min_length: int = 1,
+        max_length: int = 10,
+        min_repeats: int = 1,
+        max_repeats: int = 10,
+    ) -> None:
+        self.width = check_int("width", width, minimum=1)
+        super().__init__(
+            min_length=min_length,
+            max_length=max_length,
+            min_repeats=min_repeats,
+            max_repeats=max_repeats,
+        )
+        # Fixed at construction (the training range) so overrides extrapolate beyond 1.0.
+        self.repeat_normaliser = float(max_repeats)
+
+    @property
+    def input_size(self) -> int:
+        """Data bits, start delimiter and repeat count."""
+        return self.width + 2
+
+    @property
+    def output_size(self) -> int:
+        """Data bits and the end marker."""
+        return self.width + 1
+
+    def memory_needed(self, **difficulty: int) -> int:
+        """The sequence is stored once however many times it is repeated."""
+        return self.resolve(**difficulty)["max_length"]
+
+    def _generate(
+        self, batch_size: int, generator: torch.Generator, *, length: int, repeats: int
+    ) -> Batch:
+        b, n, w = batch_size, length, self.width
+        start, count = w, w + 1  # input channels after the data bits
+        end = w  # output channel after the data bits
+        data = random_bits((b, n, w), generator)  # (b, L, w)
+        answer_start = n + 2  # after the start step, the data and the count step
+        steps = answer_start + repeats * n + 1
+
+        inputs = torch.zeros(b, steps, self.input_size)
+        inputs[:, 0, start] = 1.0
+        inputs[:, 1 : n + 1, :w] = data
+        inputs[:, n + 1, count] = repeats / self.repeat_normaliser
+        targets = torch.zeros(b, steps, self.output_size)
+        targets[:, answer_start:-1, :w] = data.repeat(1, repeats, 1)  # (b, R*L, w)
+        targets[:, -1, end] = 1.0
+        mask = torch.zeros(b, steps, dtype=torch.bool)
+        mask[:, answer_start:] = True
+        return Batch(inputs, targets, mask)
+
+    def _describe(self) -> dict[str, object]:
+        return {"width": self.width, **self.difficulty}
