@@ -70,15 +70,18 @@ def main() -> None:
         "--controllers", nargs="+", default=["lstm", "mlp", "transformer", "lstm_baseline"]
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
-    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"],
-                        default=["eager", "compiled"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"]
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), copy length {LENGTH} "
-          f"({2 * LENGTH + 1} steps), memory 128 x 20, controller width 100")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), copy length {LENGTH} "
+        f"({2 * LENGTH + 1} steps), memory 128 x 20, controller width 100"
+    )
     print("| controller | batch | mode | sequences/s |")
     print("|---|---:|---|---:|")
     for controller in args.controllers:

@@ -6,17 +6,18 @@ One pure function per mechanism, batched over batch and heads, composed by `addr
 
 Axes: b batch, h heads, n memory slots, w word width, s shift offsets (2k + 1 for offsets -k..k).
 Every function works in the dtype it is given; the model calls them in float32 (see `NTMCell`).
+Contractions are written as batched matmuls with their einsum pattern in a comment: on small CPU
+tensors `einsum` costs several times a `bmm` in dispatch overhead, and this is the hot path.
 """
 
 from __future__ import annotations
 
 import torch
-from einops import einsum
 from torch import Tensor
 
 NORM_EPS = 1e-8
-"""Added under the square root of a squared norm, so an all-zero key or memory row has a finite
-norm and gradient (its cosine similarity with anything is then 0)."""
+"""The product of norms is floored here before dividing, so an all-zero key or memory row has
+similarity 0 with anything, and finite gradients."""
 
 SHARPEN_FLOOR = 1e-30
 """Weights are floored here before the log in `sharpen`, so that `w ** gamma` is never 0/0."""
@@ -26,10 +27,12 @@ def cosine_similarity(memory: Tensor, keys: Tensor) -> Tensor:
     """K[u, v] = u . v / (|u| |v|), eq. 6, between every key and every memory row.
 
     memory: (b, n, w); keys: (b, h, w) -> (b, h, n). Zero rows give similarity 0, not NaN.
+    The norms divide the (b, h, n) dot products rather than normalising the (b, n, w) memory:
+    one memory-sized tensor fewer to write and to keep for the backward pass.
     """
-    memory_unit = memory * torch.rsqrt(memory.pow(2).sum(-1, keepdim=True) + NORM_EPS)
-    keys_unit = keys * torch.rsqrt(keys.pow(2).sum(-1, keepdim=True) + NORM_EPS)
-    return einsum(keys_unit, memory_unit, "b h w, b n w -> b h n")
+    dots = keys @ memory.transpose(1, 2)  # b h w, b n w -> b h n
+    norms = keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)  # b h 1 * b 1 n
+    return dots / norms.clamp_min(NORM_EPS)
 
 
 def content_weights(memory: Tensor, keys: Tensor, strength: Tensor) -> Tensor:
@@ -62,7 +65,7 @@ def shift(weights: Tensor, shift_weights: Tensor) -> Tensor:
     k = offsets // 2
     # shifted[..., i, o] = w(i - d_o) for the o-th offset d_o = o - k
     shifted = torch.stack([weights.roll(d, dims=-1) for d in range(-k, k + 1)], dim=-1)
-    return einsum(shifted, shift_weights, "b h n s, b h s -> b h n")
+    return (shifted @ shift_weights.unsqueeze(-1)).squeeze(-1)  # b h n s, b h s -> b h n
 
 
 def sharpen(weights: Tensor, gamma: Tensor) -> Tensor:

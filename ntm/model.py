@@ -117,7 +117,8 @@ class NTMCell(nn.Module):
         memory = self.memory_init(batch_size, memory_slots, device=device, dtype=dtype)
         heads = self.heads.read_heads + self.heads.write_heads
         focus = F.one_hot(torch.zeros((), dtype=torch.long, device=device), memory_slots)
-        weights = focus.to(dtype).expand(batch_size, heads, -1)
+        # contiguous: a stride-0 first state would make torch.compile build a second graph
+        weights = focus.to(dtype).expand(batch_size, heads, -1).contiguous()
         return NTMState(
             memory=memory,
             weights=weights,

@@ -35,7 +35,7 @@ class LSTMController(Controller):
         self, batch_size: int, *, device: torch.device, dtype: torch.dtype
     ) -> tuple[Tensor, Tensor]:
         h, c = (
-            repeat(p.to(device=device, dtype=dtype), "l d -> l b d", b=batch_size)
+            repeat(p.to(device=device, dtype=dtype), "l d -> l b d", b=batch_size).contiguous()
             for p in (self.initial_h, self.initial_c)
         )
         return h, c

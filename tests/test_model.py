@@ -1,0 +1,172 @@
+"""NTMCell, NTM, controllers and the LSTM baseline (ntm/model.py, ntm/controllers, baselines)."""
+
+import pytest
+import torch
+
+from ntm import NTM, LSTMBaseline, controllers
+from ntm.controllers import Controller, TransformerController, register
+
+CONTROLLERS = ["lstm", "mlp", "transformer"]
+
+
+def small_ntm(controller="lstm", **kwargs):
+    options = dict(
+        input_size=5,
+        output_size=4,
+        controller=controller,
+        controller_options={"hidden_size": 16},
+        memory_slots=12,
+        memory_width=6,
+    )
+    return NTM(**(options | kwargs))
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_shapes_and_backward_for_every_controller(controller):
+    model = small_ntm(controller, read_heads=2, write_heads=2)
+    x = torch.rand(3, 7, 5)
+    logits, state, trace = model(x, return_trace=True)
+    assert logits.shape == (3, 7, 4)
+    assert state.memory.shape == (3, 12, 6)
+    assert state.reads.shape == (3, 2, 6)
+    assert trace.read_weights.shape == trace.write_weights.shape == (3, 7, 2, 12)
+    torch.testing.assert_close(trace.read_weights.sum(-1), torch.ones(3, 7, 2))
+    logits.sum().backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+
+
+def test_baseline_has_the_same_call_signature():
+    model = LSTMBaseline(input_size=5, output_size=4, hidden_size=16, num_layers=2)
+    x = torch.rand(3, 7, 5)
+    logits, state = model(x)
+    assert logits.shape == (3, 7, 4)
+    assert model(x, return_trace=True)[2] is None
+    carried, _ = model(x[:, 4:], model(x[:, :4])[1])
+    torch.testing.assert_close(carried, logits[:, 4:])
+    model.initial_state(3, memory_slots=256)  # accepted and ignored
+    logits.sum().backward()
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_state_carried_across_calls_equals_one_call(controller):
+    model = small_ntm(controller)
+    x = torch.rand(2, 9, 5)
+    whole, whole_state = model(x)
+    first, state = model(x[:, :4])
+    second, state = model(x[:, 4:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    torch.testing.assert_close(state.memory, whole_state.memory)
+
+
+def test_memory_size_is_not_a_parameter():
+    model = small_ntm(memory_slots=128)
+    bigger = small_ntm(memory_slots=256)
+    bigger.load_state_dict(model.state_dict())  # the same parameter shapes
+    x = torch.rand(2, 5, 5)
+    logits, state = model(x, model.initial_state(2, memory_slots=256))
+    assert state.memory.shape == (2, 256, 6)
+    torch.testing.assert_close(logits, bigger(x)[0])
+    assert model(x)[1].memory.shape == (2, 128, 6)
+
+
+def test_gradcheck_through_a_full_ntm_step():
+    model = small_ntm(controller_options={"hidden_size": 5}, memory_slots=5, memory_width=3)
+    model = model.double()
+    x = torch.rand(2, 5, dtype=torch.float64, requires_grad=True)
+    state = model.initial_state(2)
+    # start from a nonzero random memory so that every path carries gradient
+    memory = torch.randn_like(state.memory).requires_grad_(True)
+
+    def step(x, memory):
+        output, next_state = model.cell(x, state._replace(memory=memory))
+        return output, next_state.memory, next_state.weights
+
+    assert torch.autograd.gradcheck(step, (x, memory))
+
+
+def test_finite_gradients_from_the_default_nearly_zero_memory_and_zero_input():
+    model = small_ntm(memory_init="constant", memory_init_value=0.0)
+    logits, _ = model(torch.zeros(2, 6, 5))
+    logits.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_transformer_cached_steps_equal_a_full_causal_pass():
+    for positional in ("none", "alibi", "sinusoidal"):
+        torch.manual_seed(0)
+        controller = TransformerController(
+            input_size=5, hidden_size=16, num_layers=2, num_heads=4, positional=positional
+        )
+        x = torch.randn(3, 8, 5)
+        state = controller.initial_state(3, device=x.device, dtype=x.dtype)
+        steps = []
+        for t in range(8):
+            output, state = controller(x[:, t], state)
+            steps.append(output)
+        torch.testing.assert_close(torch.stack(steps, 1), controller.forward_sequence(x))
+        assert state[0].shape == (2, 3, 4, 8, 4)  # (layers, b, heads, t, head width)
+
+
+def test_unknown_controller_lists_the_registered_ones():
+    with pytest.raises(ValueError, match=r"registered controllers: \['lstm', 'mlp'"):
+        small_ntm("gru")
+
+
+def test_a_user_can_register_a_controller():
+    @register("test_gru")
+    class GRUController(Controller):
+        def __init__(self, *, input_size, hidden_size=8):
+            super().__init__()
+            self.output_size = hidden_size
+            self.cell = torch.nn.GRUCell(input_size, hidden_size)
+
+        def initial_state(self, batch_size, *, device, dtype):
+            return torch.zeros(batch_size, self.output_size, device=device, dtype=dtype)
+
+        def forward(self, x, state):
+            h = self.cell(x, state)
+            return h, h
+
+    assert "test_gru" in controllers.available()
+    logits, _ = small_ntm("test_gru", controller_options={"hidden_size": 8})(torch.rand(2, 3, 5))
+    assert logits.shape == (2, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"read_heads": 0}, "at least one read and one write head"),
+        ({"memory_width": 0}, "memory_width must be >= 1"),
+        ({"memory_slots": 0}, "memory_slots must be >= 1"),
+        ({"memory_init": "zeros"}, "unknown memory init"),
+        ({"controller_options": {"hidden_size": 0}}, "hidden_size >= 1"),
+    ],
+)
+def test_bad_sizes_fail_with_clear_messages(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        small_ntm(**kwargs)
+
+
+def test_wrong_input_width_is_reported():
+    with pytest.raises(ValueError, match=r"\(batch, time, 5\)"):
+        small_ntm()(torch.rand(2, 3, 4))
+
+
+def test_bf16_autocast_keeps_addressing_in_float32():
+    model = small_ntm()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, state, trace = model(torch.rand(2, 4, 5), return_trace=True)
+    assert logits.dtype == torch.bfloat16
+    assert state.memory.dtype == trace.read_weights.dtype == torch.float32
+    logits.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_compiled_step_matches_eager():
+    torch.manual_seed(0)
+    eager = small_ntm()
+    compiled = small_ntm(compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.rand(2, 4, 5)
+    torch.testing.assert_close(compiled(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
