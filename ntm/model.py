@@ -5,7 +5,7 @@ Axes: b batch, t time, h heads, n memory slots, w word width, d controller outpu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -46,6 +46,10 @@ class Trace(NamedTuple):
 class NTMCell(nn.Module):
     """One NTM step: ``output, next_state = cell(x, state)`` with x (b, input_size).
 
+    controller: a registered name (with `controller_options`), a `Controller` module, or a
+    factory called as ``controller(input_size=..., **controller_options)``; its input width
+    (task input + all read vectors) is computed here.
+
     Order within a step: the controller sees the input and the previous reads; all heads address
     the previous memory in one batched call; the read heads read it, then the write heads erase
     and add; the output layer sees the controller output and the new reads. Addressing and
@@ -58,7 +62,7 @@ class NTMCell(nn.Module):
         *,
         input_size: int,
         output_size: int,
-        controller: str | controllers.Controller = "lstm",
+        controller: str | controllers.Controller | Callable[..., controllers.Controller] = "lstm",
         controller_options: Mapping[str, Any] | None = None,
         memory_width: int = 20,
         read_heads: int = 1,
@@ -79,10 +83,11 @@ class NTMCell(nn.Module):
         self.output_size = output_size
         self.memory_width = memory_width
         controller_input = input_size + read_heads * memory_width
+        options = dict(controller_options or {})
         if isinstance(controller, str):
-            controller = controllers.create(
-                controller, input_size=controller_input, **dict(controller_options or {})
-            )
+            controller = controllers.create(controller, input_size=controller_input, **options)
+        elif not isinstance(controller, nn.Module):  # a factory, e.g. a class or a partial
+            controller = controller(input_size=controller_input, **options)
         self.controller = controller
         self.heads = Heads(
             input_size=controller.output_size,
@@ -151,7 +156,9 @@ class NTM(nn.Module):
     sigmoid) and the final state; pass the state back in to carry on. No parameter's shape
     depends on `memory_slots`: it only sets the default size of `initial_state`, so a model
     trained with 128 slots runs with 256. ``compile=True`` compiles the per-step cell with
-    `torch.compile` (the time loop stays in Python: one small graph, compiled once).
+    `torch.compile` for training (the time loop stays in Python: one small graph, compiled once);
+    calls without gradients (evaluation) run eagerly, so new lengths, batch sizes and memory
+    sizes there cost no recompilation.
     """
 
     def __init__(
@@ -159,7 +166,7 @@ class NTM(nn.Module):
         *,
         input_size: int,
         output_size: int,
-        controller: str | controllers.Controller = "lstm",
+        controller: str | controllers.Controller | Callable[..., controllers.Controller] = "lstm",
         controller_options: Mapping[str, Any] | None = None,
         memory_slots: int = 128,
         memory_width: int = 20,
@@ -186,8 +193,9 @@ class NTM(nn.Module):
             memory_init=memory_init,
             memory_init_value=memory_init_value,
         )
-        if compile:
-            self.cell.compile()
+        # A compiled function, not a compiled module: a module attribute would be registered as
+        # a submodule and repeat every parameter in the state dict.
+        self._compiled_step = torch.compile(self.cell.forward) if compile else None
 
     @property
     def controller(self) -> controllers.Controller:
@@ -220,9 +228,12 @@ class NTM(nn.Module):
             )
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device)
+        step_fn = self.cell
+        if self._compiled_step is not None and torch.is_grad_enabled():
+            step_fn = self._compiled_step
         outputs, read_trace, write_trace = [], [], []
         for step in x.unbind(dim=1):
-            output, state = self.cell(step, state)
+            output, state = step_fn(step, state)
             outputs.append(output)
             if return_trace:
                 read_trace.append(state.read_weights)

@@ -1,0 +1,35 @@
+"""The paper's task metrics, over the scored (masked) steps of each sequence.
+
+Axes: b batch, t time, o output bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def masked_bce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Training loss: binary cross-entropy (nats) averaged over the scored bits.
+
+    logits, targets: (b, t, o); mask: (b, t) bool.
+    """
+    losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+    scored = mask.unsqueeze(-1).expand_as(losses)
+    return losses[scored].mean()
+
+
+def bit_errors_per_sequence(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Wrong bits per sequence: outputs thresholded at 0.5 (logit 0), wrong bits summed over a
+    sequence's scored steps, mean over sequences. logits, targets: (b, t, o); mask: (b, t)."""
+    wrong = ((logits > 0) != (targets > 0.5)) & mask.unsqueeze(-1)
+    return wrong.sum(dim=(1, 2)).float().mean()
+
+
+def cost_bits_per_sequence(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """The paper's learning-curve cost: cross-entropy in bits summed over a sequence's scored
+    steps and bits, mean over sequences. logits, targets: (b, t, o); mask: (b, t)."""
+    nats = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+    return (nats * mask.unsqueeze(-1)).sum(dim=(1, 2)).mean() / math.log(2)

@@ -1,0 +1,27 @@
+"""Train an NTM (or the LSTM baseline) on an algorithmic task: ``python train.py [overrides]``.
+
+python train.py                                   # copy, LSTM controller, W&B offline
+python train.py controller=mlp task=associative_recall
+python train.py -m controller=lstm,mlp,transformer seed=0,1,2
+"""
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ntm.training import ConfigError, run
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg, HydraConfig.get().runtime.output_dir)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
