@@ -43,6 +43,9 @@ def build(controller: str, compiled: bool) -> torch.nn.Module:
 
 
 def measure(controller: str, batch_size: int, compiled: bool, seconds: float) -> float:
+    # Compiled graphs are cached per code object (NTMCell.forward), shared by every model in
+    # the process: start each measurement from an empty cache, as a training run does.
+    torch._dynamo.reset()
     torch.manual_seed(0)
     model = build(controller, compiled)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -74,6 +74,7 @@ class TransformerController(Controller):
 
     positional: ``none`` (causal attention alone tells order apart), ``alibi`` (a distance
     penalty per head, for length generalisation) or ``sinusoidal`` (absolute positions).
+    ff_size defaults to twice the width, keeping one layer near the LSTM controller's size.
     State: (keys, values), each (l, b, a, t, e) for the t steps seen so far.
     """
 
@@ -82,7 +83,7 @@ class TransformerController(Controller):
         *,
         input_size: int,
         hidden_size: int = 100,
-        num_layers: int = 2,
+        num_layers: int = 1,
         num_heads: int = 4,
         ff_size: int | None = None,
         positional: str = "alibi",
@@ -104,7 +105,7 @@ class TransformerController(Controller):
         self.positional = positional
         self.embed = nn.Linear(input_size, hidden_size)
         self.blocks = nn.ModuleList(
-            Block(width=hidden_size, heads=num_heads, ff_size=ff_size or 4 * hidden_size)
+            Block(width=hidden_size, heads=num_heads, ff_size=ff_size or 2 * hidden_size)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size)
