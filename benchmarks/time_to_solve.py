@@ -37,16 +37,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             run_dir = Path(scratch) / f"seed{seed}"
-            command = [sys.executable, str(ROOT / "train.py"), *args.overrides, f"seed={seed}",
-                       "logger=none", "trainer.enable_progress_bar=false",
-                       f"hydra.run.dir={run_dir}"]
+            command = [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *args.overrides,
+                f"seed={seed}",
+                "logger=none",
+                "trainer.enable_progress_bar=false",
+                f"hydra.run.dir={run_dir}",
+            ]
             start = time.perf_counter()
             subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
             wall = time.perf_counter() - start
             summary = json.loads((run_dir / "summary.json").read_text())
             walls.append(wall)
-            print(f"| {seed} | {summary['solved']} | {wall:.1f} | {summary['wall_time_s']:.1f} "
-                  f"| {summary['steps']} | {summary['sequences_seen']:,} |", flush=True)
+            print(
+                f"| {seed} | {summary['solved']} | {wall:.1f} | {summary['wall_time_s']:.1f} "
+                f"| {summary['steps']} | {summary['sequences_seen']:,} |",
+                flush=True,
+            )
     print(f"median wall time: {statistics.median(walls):.1f} s")
 
 

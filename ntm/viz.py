@@ -66,3 +66,32 @@ def save(figure, path) -> None:
     plt = _pyplot()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def plot_curves(
+    series: dict[str, tuple[list, list, list | None, list | None]],
+    *,
+    xlabel: str,
+    ylabel: str = "bit errors per sequence",
+    title: str = "",
+    vline: float | None = None,
+):
+    """Lines with optional bands: series name -> (x, y, y_low, y_high). `vline` marks e.g. the
+    longest training length. Returns a matplotlib Figure."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, (x, y, low, high) in series.items():
+        (line,) = axis.plot(x, y, marker="o", label=name)
+        if low is not None and high is not None:
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
+    if vline is not None:
+        axis.axvline(vline, color="gray", linestyle="--", linewidth=1, label="trained up to")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_yscale("symlog", linthresh=1.0)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure

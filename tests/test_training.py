@@ -85,6 +85,9 @@ def test_short_training_lowers_the_loss_and_resume_continues(tmp_path):
         "optimizer.lr=3e-3",
         "trainer.val_check_interval=30",
         "figures=true",
+        "evaluation.grid.length=[5,10]",
+        "evaluation.capacity.slots=[16,32]",
+        "evaluation.capacity.grid.length=[5]",
     ]
     cfg = compose_train(overrides, tmp_path)
     summary = run(cfg, tmp_path)
@@ -94,6 +97,11 @@ def test_short_training_lowers_the_loss_and_resume_continues(tmp_path):
     )
     assert summary["metrics"]["train/loss"] < first["metrics"]["train/loss"]
     assert list((tmp_path / "figures").glob("in_distribution_step*.png"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["length"] for r in results["generalisation"]["rows"]] == [5, 10]
+    assert [r["memory_slots"] for r in results["capacity"]["rows"]] == [16, 32]
+    assert (tmp_path / "generalisation.png").stat().st_size > 1000
+    assert (tmp_path / "capacity.png").stat().st_size > 1000
 
     last = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last)  # plain values only: loads with weights_only=True
@@ -105,6 +113,26 @@ def test_short_training_lowers_the_loss_and_resume_continues(tmp_path):
     )
     assert resumed["steps"] == 70
     assert resumed["sequences_seen"] == 70 * cfg.data.batch_size
+
+    # standalone evaluation of the checkpoint, with a resized memory
+    (tmp_path / "results.json").unlink()
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            str(last),
+            "evaluation.grid.length=[3]",
+            "evaluation.capacity.slots=[64]",
+            "evaluation.sequences=4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["length"] for r in results["generalisation"]["rows"]] == [3]
+    assert [r["memory_slots"] for r in results["capacity"]["rows"]] == [64]
 
 
 @pytest.mark.parametrize(
@@ -178,6 +206,8 @@ def test_offline_wandb_run_writes_a_syncable_run(tmp_path):
             "logger=wandb",
             "trainer.max_steps=2",
             "trainer.val_check_interval=2",
+            "evaluation.grid.length=[3]",
+            "evaluation.capacity.slots=[8]",
             f"hydra.run.dir={tmp_path}/run",
         ],
         cwd=tmp_path,

@@ -3,7 +3,7 @@
 Register your own with ``@register("name")`` on a `Controller` subclass.
 """
 
-from ntm.controllers.base import Controller, available, create, register
+from ntm.controllers.base import Controller, available, create, name_of, register
 from ntm.controllers.lstm import LSTMController
 from ntm.controllers.mlp import MLPController
 from ntm.controllers.transformer import TransformerController
@@ -15,5 +15,6 @@ __all__ = [
     "TransformerController",
     "available",
     "create",
+    "name_of",
     "register",
 ]

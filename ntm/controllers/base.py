@@ -50,6 +50,14 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def name_of(controller: Controller) -> str:
+    """The registered name of a controller's class (its class name if unregistered)."""
+    for name, cls in _REGISTRY.items():
+        if type(controller) is cls:
+            return name
+    return type(controller).__name__
+
+
 def create(name: str, *, input_size: int, **options: Any) -> Controller:
     """Build the controller registered as `name` with the given input width and options."""
     if name not in _REGISTRY:
