@@ -95,7 +95,13 @@ def compare(runs: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, dict]]
         ]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        curves[task] = {}
+        trained = with_results[0].get("trained", {}) if with_results else {}
+        curves[task] = {
+            "_axis": (
+                parameters[0] if parameters else "difficulty",
+                trained.get(f"max_{parameters[0]}") if parameters else None,
+            )
+        }
         for name, model_runs in sorted(models.items()):
             solved = [r for r in model_runs if r["solved"]]
             errors = defaultdict(list)
@@ -167,11 +173,14 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {}
     for task, series in curves.items():
+        xlabel, trained_max = series.pop("_axis")
         if series:
-            figure = viz.plot_curves(
-                series, xlabel="test difficulty", title=f"{task}: generalisation (median, min–max)"
+            figures[task] = viz.plot_curves(
+                series,
+                xlabel=xlabel,
+                vline=trained_max,
+                title=f"{task}: generalisation (median, min–max over seeds)",
             )
-            figures[task] = figure
     if args.wandb:
         from ntm.training import use_wandb_offline_without_credentials
 

@@ -34,11 +34,14 @@ def plot_sequence(
         panels.append(("write weighting (head 0)", write_weights[:, 0]))
     if read_weights is not None:
         panels.append(("read weighting (head 0)", read_weights[:, 0]))
-    heights = [p.shape[1] for _, p in panels]
+    # Weightings get three times a data panel's height, whatever the number of slots, so a
+    # 128-slot memory does not squash the data into slivers.
+    data_height = max(p.shape[1] for _, p in panels[:3])
+    heights = [p.shape[1] for _, p in panels[:3]] + [3 * data_height] * (len(panels) - 3)
     figure, axes = plt.subplots(
         len(panels),
         1,
-        figsize=(8, 1.2 + 0.05 * sum(heights)),
+        figsize=(8, 1.5 + 0.07 * sum(heights)),
         sharex=True,
         gridspec_kw={"height_ratios": heights},
         squeeze=False,
@@ -88,7 +91,8 @@ def plot_curves(
         axis.axvline(vline, color="gray", linestyle="--", linewidth=1, label="trained up to")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
-    axis.set_yscale("symlog", linthresh=1.0)
+    axis.set_yscale("symlog", linthresh=1.0)  # 0 stays visible beside errors in the hundreds
+    axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     if title:
