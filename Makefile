@@ -8,11 +8,12 @@ ARGS ?=
 
 setup: $(VENV)/.installed
 
-# Prefer a CPU build of torch that lies on this machine's disk (--no-index: never downloads);
+# Prefer a CPU build of torch that lies on this machine's disk (--no-index --no-deps: only that
+# wheel, never a download; its dependencies come with the project install below);
 # anywhere else the project's open `torch>=2.2` takes whatever torch the user has or pip picks.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --no-index torch==2.13.0 2>/dev/null || echo "no local CPU torch 2.13.0; pip chooses torch"
+	$(PY) -m pip install -q --no-index --no-deps torch==2.13.0 2>/dev/null || echo "no local CPU torch 2.13.0; pip chooses torch"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 

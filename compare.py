@@ -62,6 +62,15 @@ def _grid_label(row: dict[str, Any], parameters: list[str]) -> str:
     return " ".join(f"{name} {row[name]}" for name in parameters)
 
 
+def _multiple(point: str, trained: dict[str, int]) -> str:
+    """' (2×)' when a point's first value is a whole multiple of the longest trained value."""
+    name, value = point.split()[:2]
+    longest = trained.get(f"max_{name}")
+    if longest and int(value) % longest == 0:
+        return f" ({int(value) // longest}×)"
+    return ""
+
+
 def _grid_parameters(results: dict[str, Any]) -> list[str]:
     metric_keys = {"memory_slots", "bit_errors", "cost_bits", "sequences"}
     return [k for k in results["generalisation"]["rows"][0] if k not in metric_keys]
@@ -83,6 +92,7 @@ def compare(runs: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, dict]]
                 point = _grid_label(row, parameters)
                 if point not in points:
                     points.append(point)
+        trained = with_results[0].get("trained", {}) if with_results else {}
         header = [
             "model",
             "runs",
@@ -90,12 +100,11 @@ def compare(runs: list[dict[str, Any]]) -> tuple[str, dict[str, dict[str, dict]]
             "sequences to solve",
             "parameters",
             "sequences/s",
-            *[f"bit errors, {p}" for p in points],
+            *[f"bit errors, {p}{_multiple(p, trained)}" for p in points],
             "longest solved per slots",
         ]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        trained = with_results[0].get("trained", {}) if with_results else {}
         curves[task] = {
             "_axis": (
                 parameters[0] if parameters else "difficulty",

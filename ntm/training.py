@@ -84,10 +84,18 @@ def build(cfg: DictConfig, output_dir: Path | None = None) -> tuple[Any, Any, Se
         model=model,
         optimizer=_instantiate(cfg.optimizer, "optimizer"),
         val_set_names=datamodule.val_set_names,
-        figure_dir=output_dir / "figures" if output_dir is not None and cfg.figures else None,
+        figure_dir=output_dir / "figures" if output_dir is not None and _figures(cfg) else None,
         config=OmegaConf.to_container(cfg, resolve=True),
     )
     return task, datamodule, module
+
+
+def _figures(cfg: DictConfig) -> bool:
+    from ntm import viz
+
+    if cfg.figures and not viz.available():
+        warnings.warn("figures=true but matplotlib is not installed: no figures", stacklevel=2)
+    return cfg.figures and viz.available()
 
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -200,9 +208,10 @@ def evaluate_model(
 
 
 def _plot_results(results: dict[str, Any], output_dir: Path, loggers) -> None:
-    try:
-        from ntm import viz
-    except ImportError:  # pragma: no cover - matplotlib is an optional extra
+    from ntm import viz
+
+    if not viz.available():
+        log.warning("matplotlib is not installed: no evaluation figures (pip install matplotlib)")
         return
     key = results["generalisation"]["parameter"]
     figures = {

@@ -3,7 +3,14 @@ figures 6, 9 and 12). Needs matplotlib (``pip install torch-ntm[viz]``)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from torch import Tensor
+
+
+def available() -> bool:
+    """Whether figures can be drawn (matplotlib is installed)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _pyplot():
