@@ -63,12 +63,14 @@ def _grid_label(row: dict[str, Any], parameters: list[str]) -> str:
 
 
 def _multiple(point: str, trained: dict[str, int]) -> str:
-    """' (2×)' when a point's first value is a whole multiple of the longest trained value."""
-    name, value = point.split()[:2]
+    """' (2×)' when a point's first value is a whole multiple of the longest trained value
+    (' (2× length)' when the grid has several parameters)."""
+    words = point.split()
+    name, value = words[0], int(words[1])
     longest = trained.get(f"max_{name}")
-    if longest and int(value) % longest == 0:
-        return f" ({int(value) // longest}×)"
-    return ""
+    if not longest or value % longest:
+        return ""
+    return f" ({value // longest}× {name})" if len(words) > 2 else f" ({value // longest}×)"
 
 
 def _grid_parameters(results: dict[str, Any]) -> list[str]:
