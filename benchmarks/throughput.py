@@ -6,6 +6,7 @@ and eager/compiled step. Prints a markdown table.
 
     python benchmarks/throughput.py                       # the full table (a few minutes)
     python benchmarks/throughput.py --controllers lstm --batch-sizes 32 --modes compiled
+    python benchmarks/throughput.py --controllers lstm --batch-sizes 32 --modes compiled --profile
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def build(controller: str, compiled: bool) -> torch.nn.Module:
     )
 
 
-def measure(controller: str, batch_size: int, compiled: bool, seconds: float) -> float:
+def measure(
+    controller: str, batch_size: int, compiled: bool, seconds: float, profile: bool = False
+) -> float:
     # Compiled graphs are cached per code object (NTMCell.forward), shared by every model in
     # the process: start each measurement from an empty cache, as a training run does.
     torch._dynamo.reset()
@@ -64,7 +67,13 @@ def measure(controller: str, batch_size: int, compiled: bool, seconds: float) ->
     while time.perf_counter() - start < seconds:
         train_step()
         steps += 1
-    return steps * batch_size / (time.perf_counter() - start)
+    rate = steps * batch_size / (time.perf_counter() - start)
+    if profile:
+        with torch.profiler.profile() as profiler:
+            for _ in range(5):
+                train_step()
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    return rate
 
 
 def main() -> None:
@@ -78,9 +87,14 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where 5 training steps spend time"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.profile:  # name the compiled kernels in the profile, not one opaque graph call
+        torch._inductor.config.cpp.enable_kernel_profile = True
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), copy length {LENGTH} "
         f"({2 * LENGTH + 1} steps), memory 128 x 20, controller width 100"
@@ -92,7 +106,9 @@ def main() -> None:
             for mode in args.modes:
                 if controller == "lstm_baseline" and mode == "compiled":
                     continue  # cuDNN-style fused nn.LSTM: nothing per step to compile
-                rate = measure(controller, batch_size, mode == "compiled", args.seconds)
+                rate = measure(
+                    controller, batch_size, mode == "compiled", args.seconds, args.profile
+                )
                 print(f"| {controller} | {batch_size} | {mode} | {rate:,.0f} |", flush=True)
 
 

@@ -5,7 +5,7 @@ training distribution. The time counts everything a user waits for until then (s
 compilation, validation), from starting the process to its exit; the evaluation grids that
 normally follow training are switched off here.
 
-    python benchmarks/time_to_solve.py                       # copy, LSTM, seeds 0 1 2
+    python benchmarks/time_to_solve.py                       # copy, LSTM, seeds 0-4
     python benchmarks/time_to_solve.py --seeds 0 1 --overrides controller=mlp
 """
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides")
     args = parser.parse_args()
 

@@ -48,7 +48,8 @@ def interpolate(content: Tensor, previous: Tensor, gate: Tensor) -> Tensor:
 
     content, previous: (b, h, n); gate g in [0, 1]: (b, h) -> (b, h, n).
     """
-    return torch.lerp(previous, content, gate.unsqueeze(-1))
+    gate = gate.unsqueeze(-1)
+    return gate * content + (1 - gate) * previous
 
 
 def shift(weights: Tensor, shift_weights: Tensor) -> Tensor:

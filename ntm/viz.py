@@ -98,7 +98,9 @@ def plot_curves(
         axis.axvline(vline, color="gray", linestyle="--", linewidth=1, label="trained up to")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
-    axis.set_yscale("symlog", linthresh=1.0)  # 0 stays visible beside errors in the hundreds
+    highest = max((max(y) for _, y, _, _ in series.values() if y), default=0)
+    if highest > 50:  # errors in the hundreds: a log scale that still shows 0
+        axis.set_yscale("symlog", linthresh=1.0)
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
