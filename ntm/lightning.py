@@ -46,6 +46,7 @@ class SequenceModule(L.LightningModule):
         # The paper's x-axis. A buffer, so it is saved in checkpoints and resumes with them.
         self.register_buffer("sequences_seen", torch.zeros((), dtype=torch.long))
         self._last_step_end: float | None = None
+        self._sequences_per_s: float | None = None  # smoothed: one step's rate is noisy
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.model(inputs)[0]
@@ -71,7 +72,14 @@ class SequenceModule(L.LightningModule):
         now = time.perf_counter()
         if self._last_step_end is not None:
             rate = batch_size / (now - self._last_step_end)
-            self.log("train/sequences_per_s", rate, prog_bar=True, batch_size=batch_size)
+            previous = self._sequences_per_s
+            self._sequences_per_s = rate if previous is None else 0.95 * previous + 0.05 * rate
+            self.log(
+                "train/sequences_per_s",
+                self._sequences_per_s,
+                prog_bar=True,
+                batch_size=batch_size,
+            )
         return metrics["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
