@@ -144,42 +144,25 @@ def test_address_gradcheck():
 
 
 def test_finite_values_and_gradients_on_degenerate_inputs():
-    """All-zero memory, zero keys, huge strength and sharpening: no NaN or inf anywhere."""
-    memory = torch.zeros(2, 8, 4, requires_grad=True)
-    key = torch.zeros(2, 2, 4, requires_grad=True)
-    strength = torch.full((2, 2), 1e6, requires_grad=True)
-    gamma = torch.full((2, 2), 1e6, requires_grad=True)
-    gate = torch.full((2, 2), 0.5, requires_grad=True)
+    """All-zero memory, zero keys, huge strength and sharpening: no NaN or inf anywhere; then
+    nonzero memory and keys with the same huge strength (a saturated softmax)."""
     previous = torch.zeros(2, 2, 8)
     previous[..., 0] = 1
-    shift_weights = torch.tensor([0.0, 1.0, 0.0]).expand(2, 2, 3).clone().requires_grad_(True)
-    weights = address(
-        memory,
-        previous,
-        key=key,
-        strength=strength,
-        gate=gate,
-        shift_weights=shift_weights,
-        gamma=gamma,
-    )
-    assert torch.isfinite(weights).all()
-    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2))
-    (weights * torch.randn_like(weights)).sum().backward()
-    for tensor in (memory, key, strength, gamma, gate, shift_weights):
-        assert torch.isfinite(tensor.grad).all()
-
-    # Nonzero memory and keys with huge strength: the softmax saturates, still finite.
-    memory = torch.randn(2, 8, 4, requires_grad=True)
-    key = torch.randn(2, 2, 4, requires_grad=True)
-    weights = address(
-        memory,
-        previous,
-        key=key,
-        strength=strength,
-        gate=gate,
-        shift_weights=shift_weights,
-        gamma=gamma,
-    )
-    weights.sum().backward()
-    assert torch.isfinite(weights).all()
-    assert torch.isfinite(memory.grad).all() and torch.isfinite(key.grad).all()
+    for memory, key in [
+        (torch.zeros(2, 8, 4), torch.zeros(2, 2, 4)),
+        (torch.randn(2, 8, 4), torch.randn(2, 2, 4)),
+    ]:
+        inputs = {
+            "memory": memory.requires_grad_(True),
+            "key": key.requires_grad_(True),
+            "strength": torch.full((2, 2), 1e6, requires_grad=True),
+            "gamma": torch.full((2, 2), 1e6, requires_grad=True),
+            "gate": torch.full((2, 2), 0.5, requires_grad=True),
+            "shift_weights": torch.tensor([0.0, 1.0, 0.0]).repeat(2, 2, 1).requires_grad_(True),
+        }
+        weights = address(previous=previous, **inputs)
+        assert torch.isfinite(weights).all()
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2))
+        (weights * torch.randn_like(weights)).sum().backward()
+        for name, tensor in inputs.items():
+            assert torch.isfinite(tensor.grad).all(), name
