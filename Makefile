@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test test-fast train lint bench
+.PHONY: setup test train lint bench
 
 setup: $(VENV)/.installed
 
@@ -19,9 +19,6 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)
-
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 train: setup
 	$(PY) train.py $(ARGS)

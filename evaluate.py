@@ -1,35 +1,40 @@
 """Evaluate a trained run's checkpoint on its generalisation and capacity grids.
 
-    python evaluate.py <run>/checkpoints/best.ckpt
-    python evaluate.py <run>/checkpoints/best.ckpt evaluation.grid.length=[20,40,80,160] \\
-        evaluation.capacity.slots=[64,128,256,512]
+    python evaluate.py ckpt_path=<run>/checkpoints/best.ckpt
+    python evaluate.py ckpt_path=<run>/checkpoints/best.ckpt \\
+        'evaluation.grid={length:[20,40,80,160]}' 'evaluation.capacity.slots=[64,128,256,512]'
 
-Overrides are dot-list `key=value` pairs on the run's saved config. Writes results.json,
-generalisation.png and capacity.png into the run folder (the checkpoint's grandparent).
+The model, task and evaluation settings come from the checkpoint; `evaluation.*` overrides
+change the settings (configs/eval.yaml lists them). Writes results.json, generalisation.png and
+capacity.png into its own folder, outputs/evaluate/<time>/ (`hydra.run.dir=...` to choose):
+a run's own records are never overwritten.
 """
 
 import sys
 
-from ntm.training import ConfigError, evaluate_checkpoint
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ntm.experiment.config import ConfigError
+from ntm.experiment.evaluation import evaluate_checkpoint
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    ckpt_path, overrides = argv[0].removeprefix("ckpt_path="), argv[1:]
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    output_dir = HydraConfig.get().runtime.output_dir
     try:
-        results = evaluate_checkpoint(ckpt_path, overrides)
-    except (ConfigError, FileNotFoundError) as error:
+        results = evaluate_checkpoint(cfg, output_dir)
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    generalisation = results["generalisation"]
+        sys.exit(2)
+    grid = results.generalisation
+    capacity = results.capacity.longest_solved if results.capacity else "-"
     print(
-        f"longest {generalisation['parameter']} solved: {generalisation['longest_solved']}; "
-        f"per memory size: {results['capacity'].get('longest_solved')}"
+        f"longest {grid.parameter} solved: {grid.longest_solved}; per memory size: {capacity}; "
+        f"written to {output_dir}"
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main()

@@ -3,6 +3,9 @@
 python train.py                                   # copy, LSTM controller, W&B offline
 python train.py controller=mlp task=associative_recall
 python train.py -m controller=lstm,mlp,transformer seed=0,1,2
+
+`controller=` and `memory=` are short for the groups nested in the model, `model/controller=`
+and `model/memory=`.
 """
 
 import sys
@@ -11,17 +14,19 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ntm.training import ConfigError, run
+from ntm.experiment.config import ConfigError, expand_aliases
+from ntm.experiment.run import train
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     try:
-        run(cfg, HydraConfig.get().runtime.output_dir)
+        train(cfg, HydraConfig.get().runtime.output_dir)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = expand_aliases(sys.argv[1:])
     main()

@@ -39,29 +39,29 @@ def write(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor
 class MemoryInit(nn.Module):
     """The memory's value at the start of a sequence, for any number of slots.
 
-    Schemes (Collier & Beel 2018 compare them; `constant` trained fastest and most stably):
+    `init` (Collier & Beel 2018 compare them; `constant` trained fastest and most stably):
     - ``constant``: every entry `value`.
     - ``random``: entries uniform in [-value, value], drawn afresh for each `initial`.
     - ``learned``: one learned word, the same in every slot (so its shape does not depend on n
       and a model trained with 128 slots runs with 256).
     """
 
-    def __init__(self, *, width: int, scheme: str = "constant", value: float = 1e-6) -> None:
+    def __init__(self, *, width: int, init: str = "constant", value: float = 1e-6) -> None:
         super().__init__()
-        if scheme not in MEMORY_INITS:
-            raise ValueError(f"unknown memory init {scheme!r}; choose one of {MEMORY_INITS}")
+        if init not in MEMORY_INITS:
+            raise ValueError(f"unknown memory init {init!r}; choose one of {MEMORY_INITS}")
         self.width = width
-        self.scheme = scheme
+        self.init = init
         self.value = value
-        self.word = nn.Parameter(torch.full((width,), value)) if scheme == "learned" else None
+        self.word = nn.Parameter(torch.full((width,), value)) if init == "learned" else None
 
     def forward(
         self, batch_size: int, slots: int, *, device: torch.device, dtype: torch.dtype
     ) -> Tensor:
         """-> memory (b, n, w)."""
         shape = (batch_size, slots, self.width)
-        if self.scheme == "constant":
+        if self.init == "constant":
             return torch.full(shape, self.value, device=device, dtype=dtype)
-        if self.scheme == "random":
+        if self.init == "random":
             return (2 * torch.rand(shape, device=device, dtype=dtype) - 1) * self.value
         return repeat(self.word.to(dtype), "w -> b n w", b=batch_size, n=slots)

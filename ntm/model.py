@@ -96,9 +96,7 @@ class NTMCell(nn.Module):
             write_heads=write_heads,
             shift_range=shift_range,
         )
-        self.memory_init = MemoryInit(
-            width=memory_width, scheme=memory_init, value=memory_init_value
-        )
+        self.memory_init = MemoryInit(width=memory_width, init=memory_init, value=memory_init_value)
         self.output = nn.Linear(controller.output_size + read_heads * memory_width, output_size)
 
     def initial_state(
@@ -112,7 +110,8 @@ class NTMCell(nn.Module):
         """The state before the first step, for a memory of any number of slots.
 
         The read and write weightings start focused on slot 0: with all-zero weightings the first
-        writes go nowhere and copy barely trains (see DESIGN.md's measurements).
+        writes go nowhere and copy barely trains (measured: ~14 wrong bits per sequence after
+        380K sequences, against solved in ~30K when focused).
         """
         if memory_slots < 1:
             raise ValueError(f"memory_slots must be >= 1, got {memory_slots}")
@@ -161,38 +160,15 @@ class NTM(nn.Module):
     sizes there cost no recompilation.
     """
 
-    def __init__(
-        self,
-        *,
-        input_size: int,
-        output_size: int,
-        controller: str | controllers.Controller | Callable[..., controllers.Controller] = "lstm",
-        controller_options: Mapping[str, Any] | None = None,
-        memory_slots: int = 128,
-        memory_width: int = 20,
-        read_heads: int = 1,
-        write_heads: int = 1,
-        shift_range: int = 1,
-        memory_init: str = "constant",
-        memory_init_value: float = 1e-6,
-        compile: bool = False,
-    ) -> None:
+    def __init__(self, *, memory_slots: int = 128, compile: bool = False, **cell_options: Any):
+        """memory_slots: the default memory size of `initial_state`; compile: see the class
+        docstring; cell_options: `NTMCell`'s keyword arguments (input_size, output_size,
+        controller, memory_width, heads, ...), with its defaults."""
         super().__init__()
         if memory_slots < 1:
             raise ValueError(f"memory_slots must be >= 1, got {memory_slots}")
         self.memory_slots = memory_slots
-        self.cell = NTMCell(
-            input_size=input_size,
-            output_size=output_size,
-            controller=controller,
-            controller_options=controller_options,
-            memory_width=memory_width,
-            read_heads=read_heads,
-            write_heads=write_heads,
-            shift_range=shift_range,
-            memory_init=memory_init,
-            memory_init_value=memory_init_value,
-        )
+        self.cell = NTMCell(**cell_options)
         # A compiled function, not a compiled module: a module attribute would be registered as
         # a submodule and repeat every parameter in the state dict.
         self._compiled_step = torch.compile(self.cell.forward) if compile else None

@@ -1,7 +1,9 @@
 """Algorithmic tasks of Graves et al. 2014 (section 4) that generate their own data.
 
 Each task states its input/output widths and returns `Batch(inputs, targets, mask)` from
-``task.sample(batch_size, generator, **difficulty)``. This package never imports `ntm`.
+``task.sample(batch_size, generator, **difficulty)``. This package imports only torch (never
+`ntm` or Lightning); the training stream and validation sets built from a task live with the
+experiment app, in `ntm.experiment.data`.
 """
 
 from __future__ import annotations
@@ -9,16 +11,12 @@ from __future__ import annotations
 from tasks.associative_recall import AssociativeRecallTask
 from tasks.base import Batch, Task
 from tasks.copy import CopyTask
-from tasks.datamodule import FixedTaskSet, TaskDataModule, TaskStream
 from tasks.repeat_copy import RepeatCopyTask
 
 __all__ = [
     "AssociativeRecallTask",
     "Batch",
     "CopyTask",
-    "FixedTaskSet",
     "RepeatCopyTask",
     "Task",
-    "TaskDataModule",
-    "TaskStream",
 ]

@@ -1,26 +1,26 @@
-"""Generalisation/capacity grids (ntm/evaluation.py), evaluate.py and compare.py."""
+"""Generalisation/capacity grids (ntm/experiment/evaluation.py), the results records and
+compare.py."""
 
+import dataclasses
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+import compare
 from ntm import NTM, LSTMBaseline
-from ntm.evaluation import (
+from ntm.experiment import results
+from ntm.experiment.evaluation import (
     as_difficulty,
     capacity,
     evaluate_grid,
     evaluate_point,
+    generalisation,
     grid_points,
     longest_solved,
 )
+from ntm.experiment.results import EvaluationResults, Grid, ResultsFormatError, RunSummary
 from tasks import CopyTask
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import compare  # noqa: E402  (a top-level script)
 
 
 def tiny_ntm():
@@ -57,18 +57,22 @@ def test_grid_and_memory_resizing():
     result = capacity(
         model, task, [8, 32], grid_points({"length": [2, 4]}), threshold=1.0, sequences=4
     )
-    assert [(r["memory_slots"], r["length"]) for r in result["rows"]] == [
+    assert [(r["memory_slots"], r["length"]) for r in result.rows] == [
         (8, 2),
         (8, 4),
         (32, 2),
         (32, 4),
     ]
-    assert set(result["longest_solved"]) == {"8", "32"}
+    assert set(result.longest_solved) == {"8", "32"}
+    grid = generalisation(model, task, grid_points({"length": [2]}), threshold=1e9, sequences=4)
+    assert grid.parameter == "length" and grid.longest_solved == {"16": 2}
 
 
-def test_capacity_of_a_model_without_memory_is_empty():
+def test_a_model_without_memory_has_no_capacity():
     baseline = LSTMBaseline(input_size=9, output_size=8, hidden_size=8, num_layers=1)
-    assert capacity(baseline, CopyTask(), [8], [{"length": 2}], threshold=1.0)["rows"] == []
+    assert capacity(baseline, CopyTask(), [8], [{"length": 2}], threshold=1.0) is None
+    grid = generalisation(baseline, CopyTask(), [{"length": 2}], threshold=1e9, sequences=4)
+    assert grid.longest_solved == {"none": 2}
 
 
 def test_longest_solved_stops_at_the_first_failure():
@@ -83,47 +87,68 @@ def test_longest_solved_stops_at_the_first_failure():
     assert longest_solved(rows[2:3], "length", threshold=1.0) is None
 
 
-def fake_run(folder, *, controller, seed, solved, sequences, errors):
-    folder.mkdir(parents=True)
-    model = "LSTMBaseline" if controller is None else "NTM"
-    (folder / "summary.json").write_text(
-        json.dumps(
-            {
-                "task": "copy",
-                "model": model,
-                "controller": controller,
-                "seed": seed,
-                "parameters": 1000,
-                "steps": 10,
-                "sequences_seen": sequences,
-                "wall_time_s": 10.0,
-                "metrics": {},
-                "solved": solved,
-            }
-        )
+def fake_run(folder, *, model, seed, solved, sequences, errors):
+    """A run folder as training leaves it, written through the results module."""
+    summary = RunSummary(
+        task="copy",
+        model=model,
+        seed=seed,
+        parameters=1000,
+        steps=10,
+        sequences_seen=sequences,
+        wall_time_s=10.0,
+        solved=solved,
+        solved_below=0.05,
+        metrics={},
     )
     rows = [
         {"length": length, "memory_slots": 128, "bit_errors": e, "cost_bits": e, "sequences": 64}
         for length, e in zip([20, 40], errors, strict=True)
     ]
-    (folder / "results.json").write_text(
-        json.dumps(
-            {
-                "generalisation": {"parameter": "length", "rows": rows, "longest_solved": 20},
-                "capacity": {"rows": [], "longest_solved": {"64": 20, "128": 40}},
-            }
-        )
+    evaluation = EvaluationResults(
+        task="copy",
+        model=model,
+        seed=seed,
+        parameters=1000,
+        trained={"min_length": 1, "max_length": 20},
+        point_solved_below=1.0,
+        generalisation=Grid("length", rows, {"128": 20}),
+        capacity=None if model == "lstm_baseline" else Grid("length", [], {"64": 20, "128": 40}),
+        checkpoint="best.ckpt",
     )
+    results.write(summary, folder / results.SUMMARY_FILE)
+    results.write(evaluation, folder / results.RESULTS_FILE)
+    return summary, evaluation
+
+
+def test_records_round_trip_and_other_schemas_are_refused(tmp_path):
+    summary, evaluation = fake_run(
+        tmp_path, model="ntm-lstm", seed=0, solved=True, sequences=10, errors=[0.0, 1.0]
+    )
+    assert results.read(tmp_path / "summary.json", RunSummary) == summary
+    assert results.read(tmp_path / "results.json", EvaluationResults) == evaluation
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+    old = dataclasses.asdict(summary)
+    del old["schema_version"]  # what the first version wrote
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(ResultsFormatError, match="schema version 1, but this code reads"):
+        results.read(tmp_path / "old.json", RunSummary)
+    with pytest.raises(ResultsFormatError, match="not a RunSummary record"):
+        results.read(tmp_path / "results.json", RunSummary)
+    (tmp_path / "broken.json").write_text('{"task": ')
+    with pytest.raises(ResultsFormatError, match="not valid JSON"):
+        results.read(tmp_path / "broken.json", RunSummary)
 
 
 def test_compare_builds_the_table_and_figures(tmp_path):
     sweep = tmp_path / "multirun"
-    fake_run(sweep / "0", controller="lstm", seed=0, solved=True, sequences=1000, errors=[0.0, 0.5])
-    fake_run(sweep / "1", controller="lstm", seed=1, solved=True, sequences=3000, errors=[0.0, 1.5])
+    fake_run(sweep / "0", model="ntm-lstm", seed=0, solved=True, sequences=1000, errors=[0, 0.5])
+    fake_run(sweep / "1", model="ntm-lstm", seed=1, solved=True, sequences=3000, errors=[0, 1.5])
+    fake_run(sweep / "2", model="ntm-lstm", seed=2, solved=False, sequences=9000, errors=[2, 9])
     fake_run(
-        sweep / "2", controller="lstm", seed=2, solved=False, sequences=9000, errors=[2.0, 9.0]
+        sweep / "3", model="lstm_baseline", seed=0, solved=False, sequences=5000, errors=[4, 30]
     )
-    fake_run(sweep / "3", controller=None, seed=0, solved=False, sequences=5000, errors=[4.0, 30.0])
     assert compare.main([str(sweep), "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "comparison.md").read_text()
     lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
@@ -137,8 +162,12 @@ def test_compare_builds_the_table_and_figures(tmp_path):
     assert figure.stat().st_size > 1000
 
 
-def test_compare_without_runs_is_an_error(tmp_path):
+def test_compare_without_runs_or_with_old_records_is_an_error(tmp_path, capsys):
     assert compare.main([str(tmp_path)]) == 2
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"task": "copy"}))
+    assert compare.main([str(tmp_path)]) == 2
+    assert "schema version 1" in capsys.readouterr().err
 
 
 @pytest.fixture(autouse=True)

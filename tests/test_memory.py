@@ -63,21 +63,21 @@ def test_read_and_write_gradcheck():
     assert torch.autograd.gradcheck(write, (memory, weights, erase, add))
 
 
-@pytest.mark.parametrize("scheme", ["constant", "random", "learned"])
-def test_memory_init_any_size(scheme):
-    init = MemoryInit(width=4, scheme=scheme, value=0.01)
+@pytest.mark.parametrize("kind", ["constant", "random", "learned"])
+def test_memory_init_any_size(kind):
+    init = MemoryInit(width=4, init=kind, value=0.01)
     for slots in (8, 32):
         memory = init(3, slots, device=torch.device("cpu"), dtype=torch.float32)
         assert memory.shape == (3, slots, 4)
         assert memory.abs().max() <= 0.01 + 1e-7
-    if scheme == "constant":
+    if kind == "constant":
         assert (memory == 0.01).all()
-    if scheme == "learned":
+    if kind == "learned":
         assert [p.shape for p in init.parameters()] == [torch.Size([4])]
     else:
         assert list(init.parameters()) == []
 
 
-def test_memory_init_rejects_unknown_scheme():
+def test_memory_init_rejects_unknown_kind():
     with pytest.raises(ValueError, match="constant"):
-        MemoryInit(width=4, scheme="zeros")
+        MemoryInit(width=4, init="zeros")

@@ -1,16 +1,25 @@
 """Figures: one sequence's input, target, output and head weightings over time (the paper's
-figures 6, 9 and 12). Needs matplotlib (``pip install torch-ntm[viz]``)."""
+figures 6, 9 and 12), and bit errors over a grid (generalisation, capacity, comparison).
+Needs matplotlib (part of ``pip install torch-ntm[train]``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
+from typing import Any
 
 from torch import Tensor
+
+from ntm.experiment.results import BIT_ERRORS, ROW_MEASUREMENTS, EvaluationResults
 
 
 def available() -> bool:
     """Whether figures can be drawn (matplotlib is installed)."""
     return importlib.util.find_spec("matplotlib") is not None
+
+
+def warn_unavailable(what: str) -> None:
+    warnings.warn(f"matplotlib is not installed: no {what} (pip install matplotlib)", stacklevel=3)
 
 
 def _pyplot():
@@ -20,7 +29,7 @@ def _pyplot():
         matplotlib.use("Agg")  # files only: no display on servers and in CI
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("figures need matplotlib: pip install 'torch-ntm[viz]'") from error
+        raise ImportError("figures need matplotlib: pip install matplotlib") from error
     return plt
 
 
@@ -108,3 +117,42 @@ def plot_curves(
         axis.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def grid_series(
+    rows: list[dict[str, Any]], x_key: str, y_key: str = BIT_ERRORS
+) -> dict[str, tuple[list, list, None, None]]:
+    """One line per combination of the other grid coordinates (memory size included), with
+    `x_key` along x: ``{label: (x, y, None, None)}`` for `plot_curves`."""
+    lines: dict[str, tuple[list, list, None, None]] = {}
+    several_sizes = len({r["memory_slots"] for r in rows}) > 1
+    for row in sorted(rows, key=lambda r: r[x_key]):
+        others = {k: v for k, v in row.items() if k not in (x_key, *ROW_MEASUREMENTS)}
+        label = ", ".join(f"{k} {v}" for k, v in others.items())
+        if several_sizes:
+            label = ", ".join(filter(None, [label, f"{row['memory_slots']} slots"]))
+        x, y, _, _ = lines.setdefault(label or y_key.replace("_", " "), ([], [], None, None))
+        x.append(row[x_key])
+        y.append(row[y_key])
+    return lines
+
+
+def plot_results(results: EvaluationResults) -> dict[str, Any]:
+    """The evaluation's figures by name: "generalisation" and, for a model with memory,
+    "capacity"."""
+    grid = results.generalisation
+    figures = {
+        "generalisation": plot_curves(
+            grid_series(grid.rows, grid.parameter),
+            xlabel=grid.parameter,
+            title=f"{results.task}, {results.model}: generalisation",
+            vline=results.trained.get(f"max_{grid.parameter}"),
+        )
+    }
+    if results.capacity is not None:
+        figures["capacity"] = plot_curves(
+            grid_series(results.capacity.rows, results.capacity.parameter),
+            xlabel=results.capacity.parameter,
+            title=f"{results.task}, {results.model}: capacity",
+        )
+    return figures

@@ -1,0 +1,159 @@
+"""A comparison of runs: per task and model, medians and spread over seeds, as markdown and
+curves. Reads the records of `results.py`; `compare.py` at the top is its command line."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ntm.experiment.results import (
+    BIT_ERRORS,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    EvaluationResults,
+    RunSummary,
+    point_label,
+    read,
+)
+
+
+@dataclass
+class Run:
+    """One run folder's records (results: None until evaluated)."""
+
+    folder: Path
+    summary: RunSummary
+    results: EvaluationResults | None
+
+
+def load_runs(folders: Iterable[Path]) -> list[Run]:
+    """Every run folder (one with a summary.json) below `folders`, in path order."""
+    runs = []
+    for folder in folders:
+        for summary_path in sorted(Path(folder).rglob(SUMMARY_FILE)):
+            results_path = summary_path.with_name(RESULTS_FILE)
+            runs.append(
+                Run(
+                    folder=summary_path.parent,
+                    summary=read(summary_path, RunSummary),
+                    results=read(results_path, EvaluationResults)
+                    if results_path.exists()
+                    else None,
+                )
+            )
+    return runs
+
+
+def spread(values: list[float]) -> str:
+    """'median [min–max]' of the values, or '-' when there are none."""
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if min(values) == max(values):
+        return _number(med)
+    return f"{_number(med)} [{_number(min(values))}–{_number(max(values))}]"
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer() or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _multiple(point: str, trained: dict[str, int]) -> str:
+    """' (2×)' when a point's first value is a whole multiple of the longest trained value
+    (' (2× length)' when the grid has several parameters)."""
+    words = point.split()
+    name, value = words[0], int(words[1])
+    longest = trained.get(f"max_{name}")
+    if not longest or value % longest:
+        return ""
+    return f" ({value // longest}× {name})" if len(words) > 2 else f" ({value // longest}×)"
+
+
+#: Curves of one task: model -> (x, median, min, max) over seeds; see `plots.plot_curves`.
+Curves = dict[str, tuple[list, list, list, list]]
+
+
+@dataclass
+class TaskComparison:
+    task: str
+    markdown: str
+    parameter: str | None  # the generalisation grid's x-axis
+    trained_max: int | None  # its longest trained value
+    curves: Curves
+
+
+def compare(runs: list[Run]) -> list[TaskComparison]:
+    """Per task: the markdown table and, per model, the generalisation curve."""
+    by_task: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        by_task[run.summary.task][run.summary.model].append(run)
+    return [_compare_task(task, models) for task, models in sorted(by_task.items())]
+
+
+def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
+    evaluated = [run.results for runs in models.values() for run in runs if run.results]
+    points: list[str] = []
+    for results in evaluated:
+        points += [p for p in results.generalisation.points() if p not in points]
+    trained = evaluated[0].trained if evaluated else {}
+    parameter = evaluated[0].generalisation.parameter if evaluated else None
+    header = [
+        "model",
+        "runs",
+        "solved",
+        "sequences to solve",
+        "parameters",
+        "sequences/s",
+        *[f"bit errors, {p}{_multiple(p, trained)}" for p in points],
+        "longest solved per slots",
+    ]
+    lines = [f"## {task}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    curves: Curves = {}
+    for name, runs in sorted(models.items()):
+        summaries = [run.summary for run in runs]
+        solved = [s for s in summaries if s.solved]
+        errors: dict[str, list[float]] = defaultdict(list)
+        longest: dict[int, list[float]] = defaultdict(list)
+        for run in runs:
+            if run.results is None:
+                continue
+            for row in run.results.generalisation.rows:
+                errors[point_label(row)].append(row[BIT_ERRORS])
+            if run.results.capacity is not None:
+                for slots, value in run.results.capacity.longest_solved.items():
+                    longest[int(slots)].append(value or 0)
+        capacity = ", ".join(f"{s}: {spread(v)}" for s, v in sorted(longest.items())) or "-"
+        cells = [
+            name,
+            str(len(runs)),
+            f"{len(solved)}/{len(runs)}",
+            spread([s.sequences_seen for s in solved]),
+            spread([s.parameters for s in summaries]),
+            spread([s.sequences_seen / s.wall_time_s for s in summaries if s.wall_time_s]),
+            *[spread(errors[p]) for p in points],
+            capacity,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        one_axis = all(len(p.split()) == 2 for p in points)
+        if one_axis and errors:
+            xs = sorted(errors, key=lambda p: int(p.split()[-1]))
+            values = [errors[p] for p in xs]
+            curves[name] = (
+                [int(p.split()[-1]) for p in xs],
+                [statistics.median(v) for v in values],
+                [min(v) for v in values],
+                [max(v) for v in values],
+            )
+    lines += [
+        "",
+        "Cells are median [min–max] over seeds. 'sequences to solve' counts solved runs only; "
+        "'longest solved' is the largest grid value under the run's `point_solved_below` bit "
+        "errors per sequence, per memory size.\n",
+    ]
+    trained_max = trained.get(f"max_{parameter}") if parameter else None
+    return TaskComparison(task, "\n".join(lines), parameter, trained_max, curves)

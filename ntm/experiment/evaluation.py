@@ -1,0 +1,256 @@
+"""Generalisation and capacity grids: a trained model on fixed-seed data beyond its training,
+and the evaluation of a checkpoint (`evaluate.py`).
+
+A task is any object with ``sample(batch_size, generator, **difficulty)`` returning
+``(inputs, targets, mask)`` whose difficulty keys come in ``min_<name>``/``max_<name>`` pairs
+(see tasks/); a grid point fixes some of them, e.g. ``{"length": 50}`` means
+``min_length = max_length = 50``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ntm.experiment import plots
+from ntm.experiment.config import ConfigError, build_model, build_task
+from ntm.experiment.results import (
+    BIT_ERRORS,
+    COST_BITS,
+    RESULTS_FILE,
+    EvaluationResults,
+    Grid,
+    write,
+)
+from ntm.metrics import bit_errors_per_sequence, cost_bits_per_sequence
+
+log = logging.getLogger(__name__)
+
+
+def grid_points(grid: Mapping[str, Sequence[int]]) -> list[dict[str, int]]:
+    """All combinations of a grid: ``{"length": [10, 20], "repeats": [5]}`` ->
+    ``[{"length": 10, "repeats": 5}, {"length": 20, "repeats": 5}]``."""
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def as_difficulty(point: Mapping[str, int]) -> dict[str, int]:
+    """``{"length": 50}`` -> ``{"min_length": 50, "max_length": 50}``."""
+    return {f"{kind}_{name}": value for name, value in point.items() for kind in ("min", "max")}
+
+
+@torch.no_grad()
+def evaluate_point(
+    model: nn.Module,
+    task: Any,
+    point: Mapping[str, int],
+    *,
+    memory_slots: int | None = None,
+    sequences: int = 64,
+    batch_size: int = 32,
+    seed: int = 1234,
+) -> dict[str, Any]:
+    """Both metrics of `model` at one grid point, on `sequences` fixed-seed sequences.
+
+    memory_slots: the memory size to run with (None: the model's own). Returns a row
+    ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences"}``.
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    difficulty = as_difficulty(point)
+    errors = costs = 0.0
+    done = 0
+    while done < sequences:
+        size = min(batch_size, sequences - done)
+        inputs, targets, mask = (t.to(device) for t in task.sample(size, generator, **difficulty))
+        state = model.initial_state(size, memory_slots=memory_slots, device=device)
+        logits = model(inputs, state)[0]
+        errors += bit_errors_per_sequence(logits, targets, mask).item() * size
+        costs += cost_bits_per_sequence(logits, targets, mask).item() * size
+        done += size
+    return {
+        **point,
+        "memory_slots": memory_slots or getattr(model, "memory_slots", None),
+        BIT_ERRORS: errors / done,
+        COST_BITS: costs / done,
+        "sequences": done,
+    }
+
+
+def evaluate_grid(
+    model: nn.Module,
+    task: Any,
+    points: Iterable[Mapping[str, int]],
+    *,
+    memory_slots: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """`evaluate_point` at every point; `options` go to it (sequences, batch_size, seed)."""
+    points = list(points)
+    rows = []
+    for index, point in enumerate(points):
+        rows.append(evaluate_point(model, task, point, memory_slots=memory_slots, **options))
+        if progress:
+            print(
+                f"  [{index + 1}/{len(points)}] slots={rows[-1]['memory_slots']} {point}: "
+                f"{rows[-1]['bit_errors']:.3f} bit errors",
+                flush=True,
+            )
+    return rows
+
+
+def longest_solved(rows: Sequence[Mapping[str, Any]], key: str, threshold: float) -> int | None:
+    """The largest `key` value among rows whose bit errors are below `threshold`, counting up
+    from the smallest and stopping at the first failure (None if even the smallest fails)."""
+    best = None
+    for row in sorted(rows, key=lambda r: r[key]):
+        if row[BIT_ERRORS] >= threshold:
+            break
+        best = row[key]
+    return best
+
+
+def generalisation(
+    model: nn.Module,
+    task: Any,
+    points: Sequence[Mapping[str, int]],
+    *,
+    threshold: float,
+    progress: bool = False,
+    **options: Any,
+) -> Grid:
+    """Bit errors over grid points at the model's own memory size, and the longest solved
+    value of the grid's first parameter (bit errors per sequence below `threshold`)."""
+    key = next(iter(points[0]))
+    rows = evaluate_grid(model, task, points, progress=progress, **options)
+    slots = str(rows[0]["memory_slots"]).lower()  # "128", or "none" for a model without memory
+    return Grid(
+        parameter=key, rows=rows, longest_solved={slots: longest_solved(rows, key, threshold)}
+    )
+
+
+def capacity(
+    model: nn.Module,
+    task: Any,
+    slots: Sequence[int],
+    points: Sequence[Mapping[str, int]],
+    *,
+    threshold: float,
+    progress: bool = False,
+    **options: Any,
+) -> Grid | None:
+    """The error surface over memory sizes x grid points, and per memory size the longest
+    solved value of the grid's first parameter (bit errors per sequence below `threshold`).
+    None for a model without memory (no `memory_slots`)."""
+    if not hasattr(model, "memory_slots"):
+        return None
+    key = next(iter(points[0]))
+    rows, longest = [], {}
+    for size in slots:
+        size_rows = evaluate_grid(
+            model, task, points, memory_slots=size, progress=progress, **options
+        )
+        rows += size_rows
+        longest[str(size)] = longest_solved(size_rows, key, threshold)
+    return Grid(parameter=key, rows=rows, longest_solved=longest)
+
+
+def evaluate_model(
+    model: nn.Module,
+    task: Any,
+    settings: Mapping[str, Any],
+    *,
+    label: str,
+    seed: int,
+    checkpoint: str = "",
+) -> EvaluationResults:
+    """The generalisation and capacity grids of `settings` (a run config's `evaluation` node:
+    grid, capacity.slots, capacity.grid, sequences, batch_size, seed, point_solved_below)."""
+    options = {k: settings[k] for k in ("sequences", "batch_size", "seed")}
+    threshold = settings["point_solved_below"]
+    model.eval()
+    log.info("evaluating generalisation on %s", dict(settings["grid"]))
+    grid = generalisation(
+        model, task, grid_points(settings["grid"]), threshold=threshold, progress=True, **options
+    )
+    log.info("evaluating capacity: memory slots %s", list(settings["capacity"]["slots"]))
+    memory = capacity(
+        model,
+        task,
+        list(settings["capacity"]["slots"]),
+        grid_points(settings["capacity"]["grid"]),
+        threshold=threshold,
+        progress=True,
+        **options,
+    )
+    return EvaluationResults(
+        task=task.name,
+        model=label,
+        seed=seed,
+        parameters=sum(p.numel() for p in model.parameters()),
+        trained=task.difficulty,
+        point_solved_below=threshold,
+        generalisation=grid,
+        capacity=memory,
+        checkpoint=str(checkpoint),
+    )
+
+
+def save_results(results: EvaluationResults, output_dir: Path) -> dict[str, Path]:
+    """`results.json` and the figures into `output_dir`; returns the figures' PNG paths by
+    name (none without matplotlib)."""
+    write(results, output_dir / RESULTS_FILE)
+    if not plots.available():
+        plots.warn_unavailable("evaluation figures")
+        return {}
+    paths = {}
+    for name, figure in plots.plot_results(results).items():
+        paths[name] = output_dir / f"{name}.png"
+        plots.save(figure, paths[name])
+    return paths
+
+
+def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationResults:
+    """`evaluate.py`: rebuild a run's task and model from `cfg.ckpt_path` alone, evaluate it
+    with the run's evaluation settings updated by the non-null ones of `cfg.evaluation`, and
+    save into `output_dir` (never into the run's folder: its records stay as training left
+    them)."""
+    path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path: no such file: {path}")
+    checkpoint = torch.load(path, map_location="cpu")
+    run_config = checkpoint.get("hyper_parameters", {}).get("config")
+    if run_config is None:
+        raise ConfigError(f"ckpt_path: {path} holds no run config: was it written by train.py?")
+    run_cfg = OmegaConf.create(run_config)
+    changes = {k: v for k, v in OmegaConf.to_container(cfg.evaluation).items() if v is not None}
+    changes["capacity"] = {k: v for k, v in changes.get("capacity", {}).items() if v is not None}
+    run_cfg.evaluation = OmegaConf.merge(run_cfg.evaluation, changes)
+    if "compile" in run_cfg.model:
+        run_cfg.model.compile = False  # evaluation runs without gradients, eagerly
+    task = build_task(run_cfg)
+    model = build_model(run_cfg, task)
+    state = {
+        k.removeprefix("model."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("model.")
+    }
+    model.load_state_dict(state)
+    results = evaluate_model(
+        model,
+        task,
+        OmegaConf.to_container(run_cfg.evaluation),
+        label=run_cfg.model.label,
+        seed=run_cfg.seed,
+        checkpoint=str(path),
+    )
+    save_results(results, output_dir)
+    return results

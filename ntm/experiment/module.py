@@ -1,0 +1,95 @@
+"""The LightningModule: loss and metrics of any sequence model with the NTM's call signature.
+
+Side effects (figures, throughput, checkpoints, early stopping) are callbacks, not here.
+Axes: b batch, t time, o output bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from ntm.experiment.results import (
+    BIT_ERRORS,
+    COST_BITS,
+    LOSS,
+    SEQUENCES,
+    train_key,
+    val_key,
+)
+from ntm.metrics import bit_errors_per_sequence, cost_bits_per_sequence, masked_bce
+
+
+class SequenceModule(L.LightningModule):
+    """Trains `model` (an `NTM`, `LSTMBaseline` or anything returning ``(logits, state)``) on
+    batches ``(inputs (b, t, i), targets (b, t, o), mask (b, t))``.
+
+    optimizer: a partial taking the parameters, e.g. ``functools.partial(torch.optim.Adam,
+    lr=1e-3)`` (Hydra's ``_partial_: true``). val_set_names: names of the validation loaders,
+    in order, for the metric keys. config: plain values stored in the checkpoint (the resolved
+    run config), so a checkpoint says how to rebuild its model; it loads with torch's default
+    weights_only.
+    """
+
+    #: Read by Lightning's ThroughputMonitor; FLOPs are not counted (nothing to compare them to
+    #: on a CPU), only sequences per second.
+    flops_per_batch = None
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        val_set_names: Sequence[str] = ("val",),
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "optimizer"])
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.val_set_names = list(val_set_names)
+        # The paper's x-axis. A buffer, so it is saved in checkpoints and resumes with them.
+        self.register_buffer("sequences_seen", torch.zeros((), dtype=torch.long))
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.model(inputs)[0]
+
+    @staticmethod
+    def metrics(logits: Tensor, targets: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        return {
+            LOSS: masked_bce(logits, targets, mask),
+            BIT_ERRORS: bit_errors_per_sequence(logits, targets, mask),
+            COST_BITS: cost_bits_per_sequence(logits, targets, mask),
+        }
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        inputs, targets, mask = batch
+        metrics = self.metrics(self(inputs), targets, mask)
+        batch_size = inputs.shape[0]
+        self.log_dict(
+            {train_key(name): value for name, value in metrics.items()},
+            prog_bar=True,
+            batch_size=batch_size,
+        )
+        self.sequences_seen += batch_size * self.trainer.world_size
+        self.log(SEQUENCES, self.sequences_seen.float(), batch_size=batch_size)
+        return metrics[LOSS]
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        inputs, targets, mask = batch
+        name = self.val_set_names[dataloader_idx]
+        for metric, value in self.metrics(self(inputs), targets, mask).items():
+            self.log(
+                val_key(name, metric),
+                value,
+                batch_size=inputs.shape[0],
+                add_dataloader_idx=False,
+                prog_bar=metric == BIT_ERRORS,
+            )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())

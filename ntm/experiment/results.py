@@ -1,0 +1,161 @@
+"""The results format: what a training run and an evaluation write, and what comparison reads.
+
+Two typed, versioned records, each one JSON file written atomically:
+- `RunSummary` (``summary.json``): how training went (steps, sequences, time, final metrics).
+- `EvaluationResults` (``results.json``): the generalisation and capacity grids.
+
+Metric names are defined here once; the LightningModule logs under `train_key`/`val_key`.
+A file from another schema version is refused with a `ResultsFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+#: Bumped whenever a record's fields change meaning or name; readers refuse other versions.
+#: Version 1 was the untyped JSON of the first release (no `schema_version` field).
+SCHEMA_VERSION = 2
+
+SUMMARY_FILE = "summary.json"
+RESULTS_FILE = "results.json"
+
+# Metric names, per sequence, on the scored steps (see ntm.metrics).
+LOSS = "loss"
+BIT_ERRORS = "bit_errors"
+COST_BITS = "cost_bits"
+#: Sequences seen in training: the paper's x-axis.
+SEQUENCES = "sequences"
+#: The validation set that decides "solved", checkpoints and early stopping.
+IN_DISTRIBUTION = "in_distribution"
+#: Columns of a grid row that are measurements, not grid coordinates.
+ROW_MEASUREMENTS = ("memory_slots", BIT_ERRORS, COST_BITS, "sequences")
+
+
+def train_key(metric: str) -> str:
+    """``train/bit_errors``."""
+    return f"train/{metric}"
+
+
+def val_key(set_name: str, metric: str) -> str:
+    """``val/in_distribution/bit_errors``."""
+    return f"val/{set_name}/{metric}"
+
+
+class ResultsFormatError(ValueError):
+    """A results file that is not of this code's schema (older, newer, or not a record)."""
+
+
+@dataclass
+class RunSummary:
+    """What `train.py` writes when training ends (also when it stopped early, solved)."""
+
+    task: str  # the task's name, e.g. "copy"
+    model: str  # the model's label: "ntm-lstm", "ntm-mlp", ..., "lstm_baseline"
+    seed: int
+    parameters: int
+    steps: int
+    sequences_seen: int  # over all ranks
+    wall_time_s: float  # training only: start-up and evaluation excluded
+    solved: bool  # in-distribution bit errors per sequence under `solved_below`
+    solved_below: float
+    metrics: dict[str, float]  # the last logged value of every metric, by key
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass
+class Grid:
+    """Bit errors of one model over grid points (one memory size, or several for capacity).
+
+    rows: one per point, ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences"}``,
+    e.g. ``{"length": 40, "memory_slots": 128, "bit_errors": 0.2, ...}``.
+    parameter: the grid's first parameter, the one `longest_solved` counts along.
+    longest_solved: the largest value of `parameter` solved counting up from the smallest, per
+    memory size (keys are slot counts as strings, JSON's only key type); None: not even the
+    smallest.
+    """
+
+    parameter: str
+    rows: list[dict[str, Any]]
+    longest_solved: dict[str, int | None] = field(default_factory=dict)
+
+    def points(self) -> list[str]:
+        """The grid coordinates of each row as a label, e.g. "length 40" (first-seen order)."""
+        labels = []
+        for row in self.rows:
+            label = point_label(row)
+            if label not in labels:
+                labels.append(label)
+        return labels
+
+
+def point_label(row: dict[str, Any]) -> str:
+    """ "length 10 repeats 20": a row's grid coordinates, in the grid's order."""
+    return " ".join(f"{k} {v}" for k, v in row.items() if k not in ROW_MEASUREMENTS)
+
+
+@dataclass
+class EvaluationResults:
+    """What the evaluation of a trained model writes (after training, or by `evaluate.py`)."""
+
+    task: str
+    model: str  # as in RunSummary
+    seed: int
+    parameters: int
+    trained: dict[str, int]  # the training difficulty, e.g. {"min_length": 1, "max_length": 20}
+    point_solved_below: float  # a grid point counts as solved under this many bit errors
+    generalisation: Grid  # at the model's own memory size
+    capacity: Grid | None  # memory resized at test time; None for a model without memory
+    checkpoint: str  # the checkpoint evaluated
+    schema_version: int = SCHEMA_VERSION
+
+
+Record = TypeVar("Record", RunSummary, EvaluationResults)
+
+
+def write(record: RunSummary | EvaluationResults, path: str | Path) -> Path:
+    """Write `record` as JSON to `path` atomically: readers see the old file or the new one,
+    never half of one (a temporary file in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(dataclasses.asdict(record), indent=2)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path: str | Path, kind: type[Record]) -> Record:
+    """The record of type `kind` in `path`; `ResultsFormatError` if it is of another schema."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ResultsFormatError(f"{path}: not valid JSON ({error})") from None
+    version = data.get("schema_version", 1) if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ResultsFormatError(
+            f"{path}: results schema version {version}, but this code reads version "
+            f"{SCHEMA_VERSION}; re-run the evaluation with this version (python evaluate.py "
+            "ckpt_path=...) or read it with the version that wrote it"
+        )
+    names = {f.name for f in dataclasses.fields(kind)}
+    if set(data) != names:
+        raise ResultsFormatError(
+            f"{path}: not a {kind.__name__} record (fields {sorted(data)}, expected "
+            f"{sorted(names)})"
+        )
+    if kind is EvaluationResults:
+        data["generalisation"] = Grid(**data["generalisation"])
+        data["capacity"] = Grid(**data["capacity"]) if data["capacity"] is not None else None
+    return kind(**data)
