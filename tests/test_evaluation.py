@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 import compare
 from ntm import NTM, LSTMBaseline
@@ -168,9 +167,3 @@ def test_compare_without_runs_or_with_old_records_is_an_error(tmp_path, capsys):
     (tmp_path / "run" / "summary.json").write_text(json.dumps({"task": "copy"}))
     assert compare.main([str(tmp_path)]) == 2
     assert "schema version 1" in capsys.readouterr().err
-
-
-@pytest.fixture(autouse=True)
-def _no_wandb(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    torch.manual_seed(0)

@@ -223,9 +223,12 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     with the run's evaluation settings updated by the non-null ones of `cfg.evaluation`, and
     save into `output_dir` (never into the run's folder: its records stay as training left
     them)."""
+    if not cfg.ckpt_path:
+        raise ConfigError("ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>")
     path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
     if not path.is_file():
         raise ConfigError(f"ckpt_path: no such file: {path}")
+    torch.set_num_threads(cfg.threads)
     checkpoint = torch.load(path, map_location="cpu")
     run_config = checkpoint.get("hyper_parameters", {}).get("config")
     if run_config is None:
