@@ -1,9 +1,13 @@
-"""Wall time from the command to a solved task: runs ``python train.py`` once per seed.
+"""Wall time from the command to a solved task: runs ``python train.py`` per seed, cold and warm.
 
-"Solved" is the training stop rule: validation bit errors per sequence under 0.05 on the
-training distribution. The time counts everything a user waits for until then (start-up,
-compilation, validation), from starting the process to its exit; the evaluation grids that
-normally follow training are switched off here.
+"Solved" is the training stop rule: validation bit errors per sequence under `solved_below`
+(0.05) on the training distribution. The time counts everything a user waits for until then
+(start-up, compilation, validation), from starting the process to its exit; the evaluation
+grids that normally follow training are switched off here.
+
+Cold: an empty compile cache (a fresh TORCHINDUCTOR_CACHE_DIR, which holds inductor's and
+AOTAutograd's caches; the project writes no other), as on a fresh machine. Warm: the same run
+again with the cache the cold run left (`--no-warm` skips it).
 
     python benchmarks/time_to_solve.py                       # copy, LSTM, seeds 0-4
     python benchmarks/time_to_solve.py --seeds 0 1 --overrides controller=mlp
@@ -24,45 +28,61 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def timed_run(overrides: list[str], run_dir: Path, cache_dir: Path) -> tuple[float, dict]:
+    """Seconds from the command to its exit, and the run's summary."""
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *overrides,
+        "logger=none",
+        "evaluation.enabled=false",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = dict(os.environ, WANDB_MODE="disabled", TORCHINDUCTOR_CACHE_DIR=str(cache_dir))
+    start = time.perf_counter()
+    subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    return wall, json.loads((run_dir / "summary.json").read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides")
+    parser.add_argument("--no-warm", dest="warm", action="store_false", help="cold runs only")
     args = parser.parse_args()
 
-    env = dict(os.environ, WANDB_MODE="disabled")
     print(f"python train.py {' '.join(args.overrides)} logger=none (seeds {args.seeds})")
     print(
-        "| seed | solved | wall time (s) | training time (s) | steps | sequences "
-        "| bit errors at length 40 |"
+        "| seed | solved | cold wall time (s) | warm wall time (s) | training time (s) | steps "
+        "| sequences | bit errors at length 40 |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    walls = []
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    colds, warms, solved = [], [], 0
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            run_dir = Path(scratch) / f"seed{seed}"
-            command = [
-                sys.executable,
-                str(ROOT / "train.py"),
-                *args.overrides,
-                f"seed={seed}",
-                "logger=none",
-                "evaluation.enabled=false",
-                "trainer.enable_progress_bar=false",
-                f"hydra.run.dir={run_dir}",
-            ]
-            start = time.perf_counter()
-            subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
-            wall = time.perf_counter() - start
-            summary = json.loads((run_dir / "summary.json").read_text())
-            walls.append(wall)
+            overrides = [*args.overrides, f"seed={seed}"]
+            cache = Path(scratch) / f"cache{seed}"
+            cold, summary = timed_run(overrides, Path(scratch) / f"seed{seed}", cache)
+            colds.append(cold)
+            warm = "-"
+            if args.warm:
+                warms.append(timed_run(overrides, Path(scratch) / f"seed{seed}w", cache)[0])
+                warm = f"{warms[-1]:.1f}"
+            solved += summary["solved"]
+            length_40 = summary["metrics"].get("val/length_40/bit_errors", float("nan"))
             print(
-                f"| {seed} | {summary['solved']} | {wall:.1f} | {summary['wall_time_s']:.1f} "
-                f"| {summary['steps']} | {summary['sequences_seen']:,} "
-                f"| {summary['metrics'].get('val/length_40/bit_errors', float('nan')):.2f} |",
+                f"| {seed} | {summary['solved']} | {cold:.1f} | {warm} "
+                f"| {summary['wall_time_s']:.1f} | {summary['steps']} "
+                f"| {summary['sequences_seen']:,} | {length_40:.2f} |",
                 flush=True,
             )
-    print(f"\nmedian wall time: {statistics.median(walls):.1f} s")
+    print(
+        f"\nsolved: {solved}/{len(args.seeds)}; median wall time: cold "
+        f"{statistics.median(colds):.1f} s"
+        + (f", warm {statistics.median(warms):.1f} s" if warms else "")
+    )
 
 
 if __name__ == "__main__":

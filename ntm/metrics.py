@@ -17,8 +17,10 @@ def masked_bce(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
     logits, targets: (b, t, o); mask: (b, t) bool.
     """
     losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
-    scored = mask.unsqueeze(-1).expand_as(losses)
-    return losses[scored].mean()
+    # A weighted sum, not losses[mask]: boolean indexing has a data-dependent shape, which
+    # makes the host wait for the device.
+    scored = mask.unsqueeze(-1).to(losses.dtype)
+    return (losses * scored).sum() / (scored.sum() * losses.shape[-1]).clamp_min(1)
 
 
 def bit_errors_per_sequence(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:

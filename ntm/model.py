@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -120,9 +119,8 @@ class NTMCell(nn.Module):
         dtype = reference.dtype if dtype is None else dtype
         memory = self.memory_init(batch_size, memory_slots, device=device, dtype=dtype)
         heads = self.heads.read_heads + self.heads.write_heads
-        focus = F.one_hot(torch.zeros((), dtype=torch.long, device=device), memory_slots)
-        # contiguous: a stride-0 first state would make torch.compile build a second graph
-        weights = focus.to(dtype).expand(batch_size, heads, -1).contiguous()
+        weights = torch.zeros(batch_size, heads, memory_slots, device=device, dtype=dtype)
+        weights[..., 0] = 1  # (not F.one_hot: it checks its input on the host)
         return NTMState(
             memory=memory,
             weights=weights,
@@ -204,11 +202,14 @@ class NTM(nn.Module):
             )
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device)
-        step_fn = self.cell
-        if self._compiled_step is not None and torch.is_grad_enabled():
-            step_fn = self._compiled_step
+        compiled = self._compiled_step is not None and torch.is_grad_enabled()
         outputs, read_trace, write_trace = [], [], []
-        for step in x.unbind(dim=1):
+        # Time-major and contiguous: every step's input has the same strides whatever the
+        # sequence length, so the compiled step is not recompiled for each new length.
+        for index, step in enumerate(x.transpose(0, 1).contiguous().unbind(0)):
+            # The first step runs eagerly: its state does not require grad yet, and compiling
+            # it would mean a second graph (one more cold compile) for one step in 2t + 1.
+            step_fn = self._compiled_step if compiled and index > 0 else self.cell
             output, state = step_fn(step, state)
             outputs.append(output)
             if return_trace:

@@ -1,10 +1,15 @@
 """NTMCell, NTM, controllers and the LSTM baseline (ntm/model.py, ntm/controllers, baselines)."""
 
+import functools
+
 import pytest
 import torch
+import torch._dynamo.testing
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ntm import NTM, LSTMBaseline, controllers
 from ntm.controllers import Controller, TransformerController, register
+from ntm.metrics import masked_bce
 
 CONTROLLERS = ["lstm", "mlp", "transformer"]
 
@@ -170,3 +175,62 @@ def test_compiled_step_matches_eager():
     compiled.load_state_dict(eager.state_dict())
     x = torch.rand(2, 4, 5)
     torch.testing.assert_close(compiled(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("controller", ["lstm", "mlp"])
+def test_compiled_step_compiles_once_for_every_sequence_length(controller, monkeypatch):
+    """One graph for all lengths and steps: a recompile costs seconds to tens of seconds.
+    (The Transformer's key/value cache grows each step: a second, dynamic-shape graph.)"""
+    counter = torch._dynamo.testing.CompileCounter()
+    compile_with_counter = functools.partial(torch.compile, backend=counter)
+    monkeypatch.setattr(torch, "compile", compile_with_counter)
+    torch._dynamo.reset()
+    model = small_ntm(controller=controller, compile=True)
+    for length in (3, 5, 8):
+        model(torch.rand(2, length, 5))[0].sum().backward()
+    assert counter.frame_count == 1
+
+
+class HostSyncDetector(TorchDispatchMode):
+    """Fails on any op that makes the host wait for the device: reading a value (`.item()`,
+    `.tolist()`, `if tensor:`) or an output whose shape depends on the data."""
+
+    SYNCING = {
+        torch.ops.aten._local_scalar_dense.default,
+        torch.ops.aten.nonzero.default,
+        torch.ops.aten.masked_select.default,
+        torch.ops.aten.is_nonzero.default,
+        torch.ops.aten.equal.default,
+        torch.ops.aten._unique2.default,
+    }
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.SYNCING:
+            raise AssertionError(f"{func} syncs with the host")
+        boolean_mask = func is torch.ops.aten.index.Tensor and any(
+            i is not None and i.dtype == torch.bool for i in args[1]
+        )
+        if boolean_mask:  # the output's shape depends on the data
+            raise AssertionError("boolean-mask indexing syncs with the host")
+        return func(*args, **kwargs)
+
+
+def test_host_sync_detector_catches_a_sync():
+    with pytest.raises(AssertionError, match="syncs"), HostSyncDetector():
+        torch.ones(3).sum().item()
+    with pytest.raises(AssertionError, match="boolean-mask"), HostSyncDetector():
+        torch.ones(3)[torch.tensor([True, False, True])]
+
+
+@pytest.mark.parametrize("controller", ["lstm", "mlp", "transformer"])
+def test_a_training_step_never_syncs_with_the_host(controller):
+    """Forward, loss and backward. (The optimiser is torch's: Adam reads its step count, a CPU
+    tensor unless `capturable=True`, which costs no device sync either.)"""
+    model = small_ntm(controller=controller)
+    inputs, targets = torch.rand(2, 6, 5), torch.rand(2, 6, 4).round()
+    mask = torch.rand(2, 6) > 0.5
+    with HostSyncDetector():
+        logits, _ = model(inputs)
+        masked_bce(logits, targets, mask).backward()
+    assert all(p.grad is not None for p in model.parameters())
