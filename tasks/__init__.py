@@ -11,12 +11,14 @@ from __future__ import annotations
 from tasks.associative_recall import AssociativeRecallTask
 from tasks.base import Batch, Task
 from tasks.copy import CopyTask
+from tasks.priority_sort import PrioritySortTask
 from tasks.repeat_copy import RepeatCopyTask
 
 __all__ = [
     "AssociativeRecallTask",
     "Batch",
     "CopyTask",
+    "PrioritySortTask",
     "RepeatCopyTask",
     "Task",
 ]

@@ -7,11 +7,13 @@ import torch
 
 import tasks.associative_recall
 import tasks.copy
+import tasks.priority_sort
 import tasks.repeat_copy
 from tasks import (
     AssociativeRecallTask,
     Batch,
     CopyTask,
+    PrioritySortTask,
     RepeatCopyTask,
     Task,
 )
@@ -61,6 +63,9 @@ ALL_TASKS = [
         lambda: AssociativeRecallTask(width=3, item_length=2, min_items=2, max_items=4),
         id="associative_recall",
     ),
+    pytest.param(
+        lambda: PrioritySortTask(width=3, keep=4, min_items=2, max_items=6), id="priority_sort"
+    ),
 ]
 
 
@@ -73,6 +78,7 @@ ALL_TASKS = [
         (CopyTask(width=8), 9, 8, "copy"),
         (RepeatCopyTask(width=8), 10, 9, "repeat_copy"),
         (AssociativeRecallTask(width=6), 8, 6, "associative_recall"),
+        (PrioritySortTask(width=8), 10, 8, "priority_sort"),
     ],
 )
 def test_sizes_and_names(task: Task, input_size: int, output_size: int, name: str) -> None:
@@ -310,3 +316,40 @@ def test_associative_recall_items_override() -> None:
     task = AssociativeRecallTask(width=3, item_length=3, max_items=6)
     batch = task.sample(2, gen(), min_items=10, max_items=10)
     assert batch.inputs.shape == (2, 10 * 4 + 1 + 3 + 1 + 3, 5)
+
+
+# --- priority sort ------------------------------------------------------------------------
+
+
+def test_priority_sort_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picture in tasks/priority_sort.py: N = 3, keep = 2."""
+    fixed_bits(monkeypatch, tasks.priority_sort, torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1, 1]]]))
+    priorities = torch.tensor([[-0.5, 0.8, 0.1]])
+    monkeypatch.setattr(tasks.priority_sort, "random_priorities", lambda shape, g: priorities)
+    batch = PrioritySortTask(width=2, keep=2, min_items=3, max_items=3).sample(1, gen())
+    # Rows are time steps: input columns bit 0, bit 1, priority, delimiter; output bit 0, bit 1.
+    inputs = torch.tensor(
+        [[1, 0, -0.5, 0], [0, 1, 0.8, 0], [1, 1, 0.1, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    )
+    targets = torch.tensor([[0, 0], [0, 0], [0, 0], [0, 0], [0, 1], [1, 1]])
+    assert torch.equal(batch.inputs[0], inputs.float())
+    assert torch.equal(batch.targets[0], targets.float())
+    assert batch.mask[0].tolist() == [False] * 4 + [True] * 2
+
+
+def test_priority_sort_structure() -> None:
+    width = 4
+    task = PrioritySortTask(width=width, keep=5, min_items=2, max_items=9)
+    g = gen(7)
+    for _ in range(20):
+        batch = task.sample(3, g)
+        items = int(batch.inputs[0, :, width + 1].argmax())  # the delimiter's step
+        kept = min(5, items)
+        assert batch.inputs.shape[1] == items + 1 + kept
+        for b in range(3):
+            priorities = batch.inputs[b, :items, width]
+            assert priorities.min() >= -1 and priorities.max() < 1
+            ranked = batch.inputs[b, priorities.argsort(descending=True)[:kept], :width]
+            assert torch.equal(batch.targets[b, items + 1 :], ranked)
+        assert int(batch.mask[0].sum()) == kept
+    assert task.memory_needed(max_items=30) == 30

@@ -20,7 +20,7 @@ from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-TASKS = ["copy", "repeat_copy", "associative_recall"]
+TASKS = ["copy", "repeat_copy", "associative_recall", "priority_sort"]
 CONTROLLERS = ["lstm", "mlp", "transformer"]
 GROUPS = [
     "task",
