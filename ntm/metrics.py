@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -35,3 +36,14 @@ def cost_bits_per_sequence(logits: Tensor, targets: Tensor, mask: Tensor) -> Ten
     steps and bits, mean over sequences. logits, targets: (b, t, o); mask: (b, t)."""
     nats = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
     return (nats * mask.unsqueeze(-1)).sum(dim=(1, 2)).mean() / math.log(2)
+
+
+def bit_errors_per_position(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """Wrong bits at each scored position, mean over sequences: where in its answer a model
+    fails (e.g. only after the first repetition of a repeat copy). Every sequence must have the
+    same mask (a batch of one difficulty). logits, targets: (b, t, o); mask: (b, t) ->
+    (scored positions,)."""
+    if not torch.equal(mask, mask[:1].expand_as(mask)):
+        raise ValueError("bit_errors_per_position needs the same scored steps in every sequence")
+    wrong = ((logits > 0) != (targets > 0.5)).sum(dim=-1)  # (b, t)
+    return wrong[:, mask[0]].float().mean(dim=0)

@@ -95,5 +95,13 @@ class RepeatCopyTask(Task):
         mask[:, answer_start:] = True
         return Batch(inputs, targets, mask)
 
+    def answer_segments(self, *, length: int, repeats: int) -> dict[str, tuple[int, int]]:
+        """The parts of the scored answer as [start, end) positions: each repetition, then the
+        end marker. For diagnostics: a model that copies once but never returns to the start
+        of its stored sequence is right on "repeat 1" and at chance on the others."""
+        segments = {f"repeat {r + 1}": (r * length, (r + 1) * length) for r in range(repeats)}
+        segments["end marker"] = (repeats * length, repeats * length + 1)
+        return segments
+
     def _describe(self) -> dict[str, object]:
         return {"width": self.width, **self.difficulty}

@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 import compare
 from ntm import NTM, LSTMBaseline
@@ -19,7 +20,7 @@ from ntm.experiment.evaluation import (
     longest_solved,
 )
 from ntm.experiment.results import EvaluationResults, Grid, ResultsFormatError, RunSummary
-from tasks import CopyTask
+from tasks import CopyTask, RepeatCopyTask
 
 
 def tiny_ntm():
@@ -46,6 +47,42 @@ def test_evaluate_point_counts_sequences_and_is_deterministic():
     assert row["sequences"] == 10 and row["length"] == 7 and row["memory_slots"] == 16
     assert 0 <= row["bit_errors"] <= 7 * 8
     assert row == evaluate_point(model, task, {"length": 7}, sequences=10, batch_size=4)
+
+
+def test_position_and_repetition_errors_say_where_a_model_fails():
+    """A model that copies the first repetition and then outputs zeros: errors only after it."""
+    task = RepeatCopyTask(width=4, max_length=3, max_repeats=3)
+
+    class FirstRepetitionOnly(torch.nn.Module):
+        memory_slots = None
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def initial_state(self, batch_size, **_):
+            return None
+
+        def forward(self, inputs, state):
+            length = int(inputs[0, :, task.width + 1].nonzero()[0]) - 1  # the count's step
+            first_repetition = inputs[:, 1 : length + 1, : task.width]  # the data, as logits
+            logits = torch.full((*inputs.shape[:2], task.output_size), -5.0)
+            logits[:, length + 2 : 2 * length + 2, : task.width] = 10 * first_repetition - 5
+            return logits, None
+
+    row = evaluate_point(
+        FirstRepetitionOnly(), task, {"length": 3, "repeats": 3}, sequences=16, batch_size=8
+    )
+    assert len(row["position_errors"]) == 3 * 3 + 1
+    segments = row["segment_errors"]
+    assert list(segments) == ["repeat 1", "repeat 2", "repeat 3", "end marker"]
+    assert segments["repeat 1"] == 0 and segments["repeat 2"] > 0 and segments["repeat 3"] > 0
+    assert segments["end marker"] == 1  # never emitted
+    assert sum(segments.values()) == pytest.approx(row["bit_errors"])
+    # A point that leaves a range open has no fixed segments.
+    assert "segment_errors" not in evaluate_point(
+        FirstRepetitionOnly(), task, {"length": 3}, sequences=4
+    )
 
 
 def test_grid_and_memory_resizing():

@@ -2,9 +2,15 @@
 
 import math
 
+import pytest
 import torch
 
-from ntm.metrics import bit_errors_per_sequence, cost_bits_per_sequence, masked_bce
+from ntm.metrics import (
+    bit_errors_per_position,
+    bit_errors_per_sequence,
+    cost_bits_per_sequence,
+    masked_bce,
+)
 
 # Two sequences, three steps, two bits; only steps 1 and 2 are scored.
 TARGETS = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]])
@@ -26,3 +32,13 @@ def test_cost_in_bits_per_sequence():
     assert math.isclose(masked_bce(logits, TARGETS, MASK).item(), math.log(2), rel_tol=1e-6)
     confident = torch.where(TARGETS > 0.5, 20.0, -20.0)
     assert cost_bits_per_sequence(confident, TARGETS, MASK).item() < 1e-6
+
+
+def test_bit_errors_per_position():
+    logits = torch.full_like(TARGETS, -5.0)  # predicts all zeros
+    # scored step 1: sequence 0 has 1 wrong bit, sequence 1 has 2; scored step 2: 1 and 0
+    assert bit_errors_per_position(logits, TARGETS, MASK).tolist() == [1.5, 0.5]
+    ragged = MASK.clone()
+    ragged[1, 1] = False
+    with pytest.raises(ValueError, match="same scored steps"):
+        bit_errors_per_position(logits, TARGETS, ragged)

@@ -129,6 +129,8 @@ def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(t
     assert [r["memory_slots"] for r in results.capacity.rows] == [16, 32]
     assert (tmp_path / "generalisation.png").stat().st_size > 1000
     assert (tmp_path / "capacity.png").stat().st_size > 1000
+    assert (tmp_path / "diagnostics.png").stat().st_size > 1000
+    assert len(results.generalisation.rows[1]["position_errors"]) == 10
 
     import compare  # what training wrote is what the comparison reads
 

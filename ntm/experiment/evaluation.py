@@ -24,12 +24,18 @@ from ntm.experiment.config import ConfigError, build_model, build_task
 from ntm.experiment.results import (
     BIT_ERRORS,
     COST_BITS,
+    POSITION_ERRORS,
     RESULTS_FILE,
+    SEGMENT_ERRORS,
     EvaluationResults,
     Grid,
     write,
 )
-from ntm.metrics import bit_errors_per_sequence, cost_bits_per_sequence
+from ntm.metrics import (
+    bit_errors_per_position,
+    bit_errors_per_sequence,
+    cost_bits_per_sequence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +63,18 @@ def evaluate_point(
     batch_size: int = 32,
     seed: int = 1234,
 ) -> dict[str, Any]:
-    """Both metrics of `model` at one grid point, on `sequences` fixed-seed sequences.
+    """The metrics of `model` at one grid point, on `sequences` fixed-seed sequences.
 
     memory_slots: the memory size to run with (None: the model's own). Returns a row
-    ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences"}``.
+    ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences", "position_errors"}``
+    and, for a task with `answer_segments` (repeat copy), "segment_errors": wrong bits per
+    part of the answer (each repetition, the end marker).
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     difficulty = as_difficulty(point)
     errors = costs = 0.0
+    positions = None
     done = 0
     while done < sequences:
         size = min(batch_size, sequences - done)
@@ -74,14 +83,34 @@ def evaluate_point(
         logits = model(inputs, state)[0]
         errors += bit_errors_per_sequence(logits, targets, mask).item() * size
         costs += cost_bits_per_sequence(logits, targets, mask).item() * size
+        at_positions = bit_errors_per_position(logits, targets, mask) * size
+        positions = at_positions if positions is None else positions + at_positions
         done += size
-    return {
+    row = {
         **point,
         "memory_slots": memory_slots or getattr(model, "memory_slots", None),
         BIT_ERRORS: errors / done,
         COST_BITS: costs / done,
         "sequences": done,
+        POSITION_ERRORS: (positions / done).tolist(),
     }
+    segments = _answer_segments(task, difficulty)
+    if segments:
+        row[SEGMENT_ERRORS] = {
+            name: sum(row[POSITION_ERRORS][start:end]) for name, (start, end) in segments.items()
+        }
+    return row
+
+
+def _answer_segments(task: Any, difficulty: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    """The task's answer segments at a point that fixes every range (else none)."""
+    if not hasattr(task, "answer_segments"):
+        return {}
+    ranges = task.resolve(**difficulty)
+    names = {key.split("_", 1)[1] for key in ranges}
+    if any(ranges[f"min_{name}"] != ranges[f"max_{name}"] for name in names):
+        return {}
+    return task.answer_segments(**{name: ranges[f"max_{name}"] for name in names})
 
 
 def evaluate_grid(

@@ -10,7 +10,14 @@ from typing import Any
 
 from torch import Tensor
 
-from ntm.experiment.results import BIT_ERRORS, ROW_MEASUREMENTS, EvaluationResults
+from ntm.experiment.results import (
+    BIT_ERRORS,
+    POSITION_ERRORS,
+    ROW_MEASUREMENTS,
+    SEGMENT_ERRORS,
+    EvaluationResults,
+    point_label,
+)
 
 
 def available() -> bool:
@@ -100,7 +107,7 @@ def plot_curves(
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, (x, y, low, high) in series.items():
-        (line,) = axis.plot(x, y, marker="o", label=name)
+        (line,) = axis.plot(x, y, marker="o" if len(x) <= 30 else None, label=name)
         if low is not None and high is not None:
             axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
     if vline is not None:
@@ -137,9 +144,27 @@ def grid_series(
     return lines
 
 
+def plot_diagnostics(results: EvaluationResults):
+    """Where in its answer the model fails, one line per generalisation point: wrong bits per
+    part of the answer where the task defines parts (repeat copy: per repetition, then the end
+    marker), else per answer position."""
+    rows = results.generalisation.rows
+    by_segment = all(SEGMENT_ERRORS in row for row in rows)
+    series = {}
+    for row in rows:
+        values = list(row[SEGMENT_ERRORS].values()) if by_segment else row[POSITION_ERRORS]
+        series[point_label(row)] = (list(range(1, len(values) + 1)), values, None, None)
+    return plot_curves(
+        series,
+        xlabel="part of the answer (repetitions, then end marker)" if by_segment else "position",
+        ylabel="wrong bits" + (" per part" if by_segment else " per position"),
+        title=f"{results.task}, {results.model}: where the errors are",
+    )
+
+
 def plot_results(results: EvaluationResults) -> dict[str, Any]:
-    """The evaluation's figures by name: "generalisation" and, for a model with memory,
-    "capacity"."""
+    """The evaluation's figures by name: "generalisation", "diagnostics" and, for a model
+    with memory, "capacity"."""
     grid = results.generalisation
     figures = {
         "generalisation": plot_curves(
@@ -149,6 +174,7 @@ def plot_results(results: EvaluationResults) -> dict[str, Any]:
             vline=results.trained.get(f"max_{grid.parameter}"),
         )
     }
+    figures["diagnostics"] = plot_diagnostics(results)
     if results.capacity is not None:
         figures["capacity"] = plot_curves(
             grid_series(results.capacity.rows, results.capacity.parameter),

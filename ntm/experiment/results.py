@@ -33,8 +33,20 @@ COST_BITS = "cost_bits"
 SEQUENCES = "sequences"
 #: The validation set that decides "solved", checkpoints and early stopping.
 IN_DISTRIBUTION = "in_distribution"
+#: Diagnostics of a grid row: wrong bits at each scored position of the answer (a list), and
+#: per part of the answer where the task defines parts (repeat copy: each repetition, the end
+#: marker; a dict).
+POSITION_ERRORS = "position_errors"
+SEGMENT_ERRORS = "segment_errors"
 #: Columns of a grid row that are measurements, not grid coordinates.
-ROW_MEASUREMENTS = ("memory_slots", BIT_ERRORS, COST_BITS, "sequences")
+ROW_MEASUREMENTS = (
+    "memory_slots",
+    BIT_ERRORS,
+    COST_BITS,
+    "sequences",
+    POSITION_ERRORS,
+    SEGMENT_ERRORS,
+)
 
 
 def train_key(metric: str) -> str:
@@ -72,8 +84,9 @@ class RunSummary:
 class Grid:
     """Bit errors of one model over grid points (one memory size, or several for capacity).
 
-    rows: one per point, ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences"}``,
-    e.g. ``{"length": 40, "memory_slots": 128, "bit_errors": 0.2, ...}``.
+    rows: one per point, ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences",
+    "position_errors"[, "segment_errors"]}``, e.g. ``{"length": 40, "memory_slots": 128,
+    "bit_errors": 0.2, ...}``.
     parameter: the grid's first parameter, the one `longest_solved` counts along.
     longest_solved: the largest value of `parameter` solved counting up from the smallest, per
     memory size (keys are slot counts as strings, JSON's only key type); None: not even the
