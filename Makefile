@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test train lint bench
+.PHONY: setup test train lint bench comparison
 
 setup: $(VENV)/.installed
 
@@ -28,3 +28,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/throughput.py $(ARGS)
+
+# The full comparison (README "Results"): resumable, two trainings side by side.
+comparison: setup
+	$(PY) scripts/comparison.py $(ARGS)
