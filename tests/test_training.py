@@ -4,22 +4,17 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from runs import CONFIGS, ROOT, compose_train, train_py
 
 from ntm.experiment.config import ConfigError, build, expand_aliases
 from ntm.experiment.results import EvaluationResults, RunSummary, read
 from ntm.experiment.run import train
 from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 TASKS = ["copy", "repeat_copy", "associative_recall"]
 CONTROLLERS = ["lstm", "mlp", "transformer"]
 GROUPS = [
@@ -33,18 +28,6 @@ GROUPS = [
     "experiment",
     "debug",
 ]
-
-
-def compose_train(overrides, output_dir):
-    """The config `python train.py <overrides>` would run, with Hydra's runtime set up."""
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=expand_aliases(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real run: the job's config has no `hydra` node
-    return cfg
 
 
 def options(group):
@@ -198,25 +181,13 @@ def test_validation_longer_than_memory_warns(tmp_path):
         build(cfg)
 
 
-def _train_py(*args, cwd):
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="0")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_errors_are_one_clear_message(tmp_path):
-    unknown = _train_py("controller=gru", cwd=tmp_path)
+    unknown = train_py("controller=gru", cwd=tmp_path)
     assert unknown.returncode != 0
     assert "controller/gru" in unknown.stderr and "lstm" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
-    bad = _train_py("debug=fast", "model.write_heads=0", cwd=tmp_path)
+    bad = train_py("debug=fast", "model.write_heads=0", cwd=tmp_path)
     assert bad.returncode == 2
     assert "error: model: " in bad.stderr and "write head" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -89,6 +89,7 @@ class SequenceModule(L.LightningModule):
                 batch_size=inputs.shape[0],
                 add_dataloader_idx=False,
                 prog_bar=metric == BIT_ERRORS,
+                sync_dist=True,  # under DDP each rank validates a shard: average over ranks
             )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

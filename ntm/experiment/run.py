@@ -2,12 +2,14 @@
 
 Builds the task, data and model (`config.build`), trains with Lightning until solved or
 `trainer.max_steps`, writes `summary.json`, then evaluates the best checkpoint on the task's
-grids (`evaluation.evaluate_model`) into `results.json` and figures.
+grids (`evaluation.evaluate_model`) into `results.json` and figures. Under DDP every rank
+trains; only global rank 0 writes, logs and evaluates.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -58,25 +60,40 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
     )
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    rank_zero = trainer.is_global_zero  # known once the Trainer exists (DDP, SLURM tasks)
+    environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
-        if trainer.is_global_zero:
+        if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
-        log.info("summary: %s", summary)
-        if (
-            cfg.evaluation.enabled
-            and not cfg.trainer.get("fast_dev_run")
-            and trainer.is_global_zero
-        ):
-            _evaluate_best(cfg, task, module, trainer, output_dir, loggers)
+            log.info("summary: %s", summary)
+            if cfg.evaluation.enabled and not cfg.trainer.get("fast_dev_run"):
+                _evaluate_best(cfg, task, module, trainer, output_dir, loggers)
     finally:
-        if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
-            import wandb
-
-            wandb.finish()  # one W&B run per job, also in multirun sweeps
+        _end_job(loggers, environment)
     return summary
+
+
+#: What Lightning's DDP launcher sets in the launching process's environment.
+DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def _end_job(loggers, environment: dict[str, str | None]) -> None:
+    """Leave the process as the job found it, for the next job of a sweep: its own W&B run,
+    its own DDP process group, and no DDP variables that would pass for a cluster's."""
+    if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+        import wandb
+
+        wandb.finish()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float) -> RunSummary:
