@@ -3,6 +3,7 @@
 python train.py                                   # copy, LSTM controller, W&B offline
 python train.py controller=mlp task=associative_recall
 python train.py -m controller=lstm,mlp,transformer seed=0,1,2
+python train.py -m controller=lstm,mlp seed=0,1 hydra/launcher=submitit_slurm   # on SLURM
 
 `controller=` and `memory=` are short for the groups nested in the model, `model/controller=`
 and `model/memory=`; they are spelled out here, before Hydra parses the command line, so

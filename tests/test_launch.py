@@ -1,9 +1,28 @@
-"""Sweeps beyond one process: Lightning DDP inside a sweep."""
+"""Sweeps beyond one process: Hydra's submitit launcher (the local executor standing in for
+SLURM) and Lightning DDP inside a sweep."""
 
 import pytest
 from runs import train_py
 
 from ntm.experiment.compare import load_runs
+
+
+def test_submitit_fans_a_sweep_out_into_jobs(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install .[cluster]")
+    sweep = tmp_path / "sweep"
+    result = train_py(
+        "-m",
+        "controller=lstm,mlp",  # short names, expanded before the job function is pickled
+        "hydra/launcher=submitit_local",
+        "debug=fast",
+        "model.compile=false",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = load_runs([sweep])
+    assert sorted(run.summary.model for run in runs) == ["ntm-lstm", "ntm-mlp"]
+    assert len(list(sweep.glob(".submitit/*/*_log.out"))) == 2  # each job its own process
 
 
 @pytest.mark.slow
