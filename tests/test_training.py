@@ -1,4 +1,4 @@
-"""The training pipeline: configs compose, every model x task runs, resume, errors, W&B."""
+"""The training pipeline: configs compose, every model x task runs, resume, errors."""
 
 import importlib.util
 import os
@@ -13,7 +13,6 @@ from runs import CONFIGS, ROOT, compose_train, train_py
 from ntm.experiment.config import ConfigError, build, expand_aliases
 from ntm.experiment.results import EvaluationResults, RunSummary, read
 from ntm.experiment.run import train
-from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
 
 TASKS = ["copy", "repeat_copy", "associative_recall"]
 CONTROLLERS = ["lstm", "mlp", "transformer"]
@@ -191,43 +190,3 @@ def test_cli_errors_are_one_clear_message(tmp_path):
     assert bad.returncode == 2
     assert "error: model: " in bad.stderr and "write head" in bad.stderr
     assert "Traceback" not in bad.stderr
-
-
-def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    monkeypatch.setenv("NETRC", str(tmp_path / "missing"))
-    assert use_wandb_offline_without_credentials() == "offline"
-    monkeypatch.setenv("WANDB_MODE", "online")
-    assert use_wandb_offline_without_credentials() == "online"
-
-
-def test_offline_wandb_run_writes_a_syncable_run(tmp_path):
-    env = dict(os.environ, HOME=str(tmp_path), NETRC=str(tmp_path / "missing"))
-    env.pop("WANDB_MODE", None)
-    env.pop("WANDB_API_KEY", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "debug=steps",
-            "model.compile=false",
-            "logger=wandb",
-            "trainer.max_steps=2",
-            "trainer.val_check_interval=2",
-            "evaluation.grid.length=[3]",
-            "evaluation.capacity.slots=[8]",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1, result.stderr[-2000:]
-    assert read(tmp_path / "run" / "summary.json", RunSummary).steps == 2

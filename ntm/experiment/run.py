@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ntm.experiment import dashboard
 from ntm.experiment.config import build, instantiate_or_fail
 from ntm.experiment.evaluation import evaluate_model, save_results
 from ntm.experiment.results import (
@@ -28,7 +29,6 @@ from ntm.experiment.results import (
     val_key,
     write,
 )
-from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
     loggers = []
     if cfg.get("logger") and "_target_" in cfg.logger:
         if "Wandb" in cfg.logger._target_:
-            log.info("W&B mode: %s", use_wandb_offline_without_credentials())
+            dashboard.use_wandb_offline_without_credentials()
         loggers.append(instantiate_or_fail(cfg.logger, "logger"))
     callbacks = [
         instantiate_or_fail(node, f"callbacks.{name}")
@@ -58,19 +58,27 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
         callbacks=callbacks,
         default_root_dir=str(output_dir),
     )
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     rank_zero = trainer.is_global_zero  # known once the Trainer exists (DDP, SLURM tasks)
     environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        run = dashboard.wandb_run(loggers) if rank_zero else None
+        if run is not None:
+            dashboard.plot_against_sequences(run)
+        if rank_zero:
+            log.info("run folder: %s | %s", output_dir.resolve(), dashboard.where(run))
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
         if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
             log.info("summary: %s", summary)
+            if run is not None:
+                dashboard.log_summary(run, summary)
             if cfg.evaluation.enabled and not cfg.trainer.get("fast_dev_run"):
-                _evaluate_best(cfg, task, module, trainer, output_dir, loggers)
+                _evaluate_best(cfg, task, module, trainer, output_dir, run)
+            log.info("done: %s | %s", output_dir.resolve(), dashboard.where(run))
     finally:
         _end_job(loggers, environment)
     return summary
@@ -113,8 +121,9 @@ def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float
     )
 
 
-def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, loggers) -> None:
-    """The grids on the best checkpoint (the last weights if none was saved)."""
+def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, run) -> None:
+    """The grids on the best checkpoint (the last weights if none was saved), into
+    `output_dir` and the W&B `run` (None: no W&B)."""
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if best:
         module.load_state_dict(torch.load(best)["state_dict"])
@@ -127,14 +136,5 @@ def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, logg
         checkpoint=best,
     )
     figures = save_results(results, output_dir)
-    for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
-            for name, path in figures.items():
-                logger.log_image(key=f"evaluation/{name}", images=[str(path)])
-            rows = results.generalisation.rows
-            columns = list(rows[0])
-            logger.log_table(
-                key="evaluation/generalisation",
-                columns=columns,
-                data=[[row[c] for c in columns] for row in rows],
-            )
+    if run is not None:
+        dashboard.log_evaluation(run, results, figures)
