@@ -22,7 +22,13 @@ def test_submitit_fans_a_sweep_out_into_jobs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     runs = load_runs([sweep])
     assert sorted(run.summary.model for run in runs) == ["ntm-lstm", "ntm-mlp"]
-    assert len(list(sweep.glob(".submitit/*/*_log.out"))) == 2  # each job its own process
+    # Each job ran in its own process and logged lines, not a bar's carriage returns.
+    logs = sorted(sweep.glob(".submitit/*/*_log.out"))
+    assert len(logs) == 2
+    for log in logs:
+        text = log.read_text()
+        assert "run folder: " in text and "step 1/1  val/in_distribution/bit_errors" in text
+        assert "\r" not in text
 
 
 @pytest.mark.slow

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from ntm.experiment import dashboard
@@ -31,6 +33,13 @@ from ntm.experiment.results import (
 )
 
 log = logging.getLogger(__name__)
+
+# Two lines in every training log that say nothing about the run: Lightning's advertisement for
+# its cloud logger, and a deprecation inside Lightning's use of torch (it goes with an upgrade).
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: "litlogger" not in record.getMessage()
+)
+warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
 
 
 def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
@@ -51,6 +60,8 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
         for name, node in cfg.get("callbacks", {}).items()
         if node is not None
     ]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate_or_fail(
         cfg.trainer,
         "trainer",
@@ -73,7 +84,14 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
         summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
         if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
-            log.info("summary: %s", summary)
+            log.info(
+                "trained %d steps (%s sequences, %.0f s): %s; in-distribution bit errors %.3g",
+                summary.steps,
+                f"{summary.sequences_seen:,}",
+                summary.wall_time_s,
+                "solved" if summary.solved else "not solved",
+                summary.metrics.get(val_key(IN_DISTRIBUTION, BIT_ERRORS), float("nan")),
+            )
             if run is not None:
                 dashboard.log_summary(run, summary)
             if cfg.evaluation.enabled and not cfg.trainer.get("fast_dev_run"):
