@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test train lint bench comparison
+.PHONY: setup test test-fast train lint bench comparison
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+# Without the tests marked slow (the multi-process DDP sweep): for quick iterations.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 train: setup
 	$(PY) train.py $(ARGS)

@@ -9,6 +9,7 @@ results.json) and writes <out>/comparison.md and <out>/generalisation_<task>.png
 spread over seeds of sequences needed to solve the training distribution, bit errors at the
 generalisation grid points (1x, 2x, 3x, 6x the training length where the grid has them),
 longest length solved per memory size, parameter counts and training throughput.
+With --wandb, also a W&B run (job type "comparison") whose charts overlay the models.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="multirun or outputs folders")
     parser.add_argument("--out", type=Path, default=None, help="default: the first folder")
-    parser.add_argument("--wandb", action="store_true", help="also log to a W&B run")
+    parser.add_argument("--wandb", action="store_true", help="also log a W&B comparison run")
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.folders)
@@ -54,17 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             figures[task.task] = out / f"generalisation_{task.task}.png"
             plots.save(figure, figures[task.task])
     if args.wandb:
-        from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
+        from ntm.experiment.dashboard import log_comparison
 
-        use_wandb_offline_without_credentials()
-        import wandb
-
-        run = wandb.init(project="ntm", job_type="comparison", dir=str(out))
-        try:
-            run.log({f"comparison/{task}": wandb.Image(str(p)) for task, p in figures.items()})
-            run.log({"comparison/table": wandb.Html(f"<pre>{markdown}</pre>")})
-        finally:
-            wandb.finish()
+        print(log_comparison(tasks, figures, folder=out, sources=args.folders))
     print(f"wrote {out / 'comparison.md'} and {len(figures)} figure(s)")
     return 0
 

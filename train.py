@@ -3,16 +3,19 @@
 python train.py                                   # copy, LSTM controller, W&B offline
 python train.py controller=mlp task=associative_recall
 python train.py -m controller=lstm,mlp,transformer seed=0,1,2
+python train.py -m controller=lstm,mlp seed=0,1 hydra/launcher=submitit_slurm   # on SLURM
 
 `controller=` and `memory=` are short for the groups nested in the model, `model/controller=`
-and `model/memory=`.
+and `model/memory=`; they are spelled out here, before Hydra parses the command line, so
+every launcher's jobs get the full names.
 """
 
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, read_write
 
 from ntm.experiment.config import ConfigError, expand_aliases
 from ntm.experiment.run import train
@@ -20,8 +23,16 @@ from ntm.experiment.run import train
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # Lightning's DDP starts a job's other processes by re-running sys.argv with
+        # hydra.run.dir set to this job's run.dir; in a sweep that would re-run the whole sweep
+        # elsewhere. Make it this job alone, in this job's folder.
+        sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
-        train(cfg, HydraConfig.get().runtime.output_dir)
+        train(cfg, hydra_cfg.runtime.output_dir)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -1,25 +1,19 @@
-"""The training pipeline: configs compose, every model x task runs, resume, errors, W&B."""
+"""The training pipeline: configs compose, every model x task runs, resume, errors."""
 
 import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from runs import CONFIGS, ROOT, compose_train, train_py
 
 from ntm.experiment.config import ConfigError, build, expand_aliases
 from ntm.experiment.results import EvaluationResults, RunSummary, read
 from ntm.experiment.run import train
-from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 TASKS = ["copy", "repeat_copy", "associative_recall", "priority_sort"]
 CONTROLLERS = ["lstm", "mlp", "transformer"]
 GROUPS = [
@@ -33,18 +27,6 @@ GROUPS = [
     "experiment",
     "debug",
 ]
-
-
-def compose_train(overrides, output_dir):
-    """The config `python train.py <overrides>` would run, with Hydra's runtime set up."""
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=expand_aliases(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as in a real run: the job's config has no `hydra` node
-    return cfg
 
 
 def options(group):
@@ -200,65 +182,13 @@ def test_validation_longer_than_memory_warns(tmp_path):
         build(cfg)
 
 
-def _train_py(*args, cwd):
-    env = dict(os.environ, WANDB_MODE="disabled", HYDRA_FULL_ERROR="0")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_errors_are_one_clear_message(tmp_path):
-    unknown = _train_py("controller=gru", cwd=tmp_path)
+    unknown = train_py("controller=gru", cwd=tmp_path)
     assert unknown.returncode != 0
     assert "controller/gru" in unknown.stderr and "lstm" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
-    bad = _train_py("debug=fast", "model.write_heads=0", cwd=tmp_path)
+    bad = train_py("debug=fast", "model.write_heads=0", cwd=tmp_path)
     assert bad.returncode == 2
     assert "error: model: " in bad.stderr and "write head" in bad.stderr
     assert "Traceback" not in bad.stderr
-
-
-def test_wandb_goes_offline_without_credentials(monkeypatch, tmp_path):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    monkeypatch.setenv("NETRC", str(tmp_path / "missing"))
-    assert use_wandb_offline_without_credentials() == "offline"
-    monkeypatch.setenv("WANDB_MODE", "online")
-    assert use_wandb_offline_without_credentials() == "online"
-
-
-def test_offline_wandb_run_writes_a_syncable_run(tmp_path):
-    env = dict(os.environ, HOME=str(tmp_path), NETRC=str(tmp_path / "missing"))
-    env.pop("WANDB_MODE", None)
-    env.pop("WANDB_API_KEY", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "debug=steps",
-            "model.compile=false",
-            "logger=wandb",
-            "trainer.max_steps=2",
-            "trainer.val_check_interval=2",
-            "evaluation.grid.length=[3]",
-            "evaluation.capacity.slots=[8]",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1, result.stderr[-2000:]
-    assert read(tmp_path / "run" / "summary.json", RunSummary).steps == 2

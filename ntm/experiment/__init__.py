@@ -4,5 +4,5 @@ matplotlib (``pip install "torch-ntm[train]"``). The model library (`ntm`) never
 One concern per module: `config` (config -> objects, `ConfigError`), `run` (a training run),
 `evaluation` (grids; a checkpoint's evaluation), `results` (the records written and read),
 `compare` (runs -> tables), `module` (the LightningModule), `callbacks`, `data`,
-`wandb_setup`, `plots`.
+`dashboard` (what reaches W&B), `plots`.
 """

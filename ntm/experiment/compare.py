@@ -81,10 +81,40 @@ Curves = dict[str, tuple[list, list, list, list]]
 @dataclass
 class TaskComparison:
     task: str
-    markdown: str
+    header: list[str]  # the table's columns
+    rows: list[list[str]]  # one per model, cells as printed
     parameter: str | None  # the generalisation grid's x-axis
     trained_max: int | None  # its longest trained value
-    curves: Curves
+    curves: Curves  # bit errors along the generalisation grid
+    capacity: Curves  # longest `parameter` solved per memory size (models with memory)
+
+    @property
+    def markdown(self) -> str:
+        """The table as markdown, under a heading, with a note on reading it."""
+        lines = [f"## {self.task}\n", _markdown_row(self.header), "|" + "---|" * len(self.header)]
+        lines += [_markdown_row(row) for row in self.rows]
+        lines += [
+            "",
+            "Cells are median [min–max] over seeds. 'sequences to solve' counts solved runs only; "
+            "'longest solved' is the largest grid value under the run's `point_solved_below` bit "
+            "errors per sequence, per memory size.\n",
+        ]
+        return "\n".join(lines)
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _curve(values: dict[int, list[float]]) -> tuple[list, list, list, list]:
+    """(x, median, min, max) over the lists of values at each x, in x order."""
+    xs = sorted(values)
+    return (
+        xs,
+        [statistics.median(values[x]) for x in xs],
+        [min(values[x]) for x in xs],
+        [max(values[x]) for x in xs],
+    )
 
 
 def compare(runs: list[Run]) -> list[TaskComparison]:
@@ -112,8 +142,9 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
         *[f"bit errors, {p}{_multiple(p, trained)}" for p in points],
         "longest solved per slots",
     ]
-    lines = [f"## {task}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows: list[list[str]] = []
     curves: Curves = {}
+    capacity: Curves = {}
     for name, runs in sorted(models.items()):
         summaries = [run.summary for run in runs]
         solved = [s for s in summaries if s.solved]
@@ -127,7 +158,6 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
             if run.results.capacity is not None:
                 for slots, value in run.results.capacity.longest_solved.items():
                     longest[int(slots)].append(value or 0)
-        capacity = ", ".join(f"{s}: {spread(v)}" for s, v in sorted(longest.items())) or "-"
         cells = [
             name,
             str(len(runs)),
@@ -136,24 +166,13 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
             spread([s.parameters for s in summaries]),
             spread([s.sequences_seen / s.wall_time_s for s in summaries if s.wall_time_s]),
             *[spread(errors[p]) for p in points],
-            capacity,
+            ", ".join(f"{s}: {spread(v)}" for s, v in sorted(longest.items())) or "-",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
         one_axis = all(len(p.split()) == 2 for p in points)
         if one_axis and errors:
-            xs = sorted(errors, key=lambda p: int(p.split()[-1]))
-            values = [errors[p] for p in xs]
-            curves[name] = (
-                [int(p.split()[-1]) for p in xs],
-                [statistics.median(v) for v in values],
-                [min(v) for v in values],
-                [max(v) for v in values],
-            )
-    lines += [
-        "",
-        "Cells are median [min–max] over seeds. 'sequences to solve' counts solved runs only; "
-        "'longest solved' is the largest grid value under the run's `point_solved_below` bit "
-        "errors per sequence, per memory size.\n",
-    ]
+            curves[name] = _curve({int(p.split()[-1]): v for p, v in errors.items()})
+        if longest:
+            capacity[name] = _curve(longest)
     trained_max = trained.get(f"max_{parameter}") if parameter else None
-    return TaskComparison(task, "\n".join(lines), parameter, trained_max, curves)
+    return TaskComparison(task, header, rows, parameter, trained_max, curves, capacity)

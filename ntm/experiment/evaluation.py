@@ -29,6 +29,7 @@ from ntm.experiment.results import (
     SEGMENT_ERRORS,
     EvaluationResults,
     Grid,
+    point_label,
     write,
 )
 from ntm.metrics import (
@@ -128,10 +129,10 @@ def evaluate_grid(
     for index, point in enumerate(points):
         rows.append(evaluate_point(model, task, point, memory_slots=memory_slots, **options))
         if progress:
-            print(
-                f"  [{index + 1}/{len(points)}] slots={rows[-1]['memory_slots']} {point}: "
-                f"{rows[-1]['bit_errors']:.3f} bit errors",
-                flush=True,
+            slots = rows[-1]["memory_slots"]
+            where = point_label(point) + (f", {slots} slots" if slots else "")
+            log.info(
+                "[%d/%d] %s: %.3f bit errors", index + 1, len(points), where, rows[-1][BIT_ERRORS]
             )
     return rows
 

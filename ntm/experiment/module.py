@@ -89,7 +89,12 @@ class SequenceModule(L.LightningModule):
                 batch_size=inputs.shape[0],
                 add_dataloader_idx=False,
                 prog_bar=metric == BIT_ERRORS,
+                sync_dist=True,  # under DDP each rank validates a shard: average over ranks
             )
+
+    def on_validation_epoch_end(self) -> None:
+        # With the validation metrics, so that their row has its own x value on W&B.
+        self.log(SEQUENCES, self.sequences_seen.float(), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())

@@ -2,20 +2,25 @@
 
 Builds the task, data and model (`config.build`), trains with Lightning until solved or
 `trainer.max_steps`, writes `summary.json`, then evaluates the best checkpoint on the task's
-grids (`evaluation.evaluate_model`) into `results.json` and figures.
+grids (`evaluation.evaluate_model`) into `results.json` and figures. Under DDP every rank
+trains; only global rank 0 writes, logs and evaluates.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from ntm.experiment import dashboard
 from ntm.experiment.config import build, instantiate_or_fail
 from ntm.experiment.evaluation import evaluate_model, save_results
 from ntm.experiment.results import (
@@ -26,9 +31,15 @@ from ntm.experiment.results import (
     val_key,
     write,
 )
-from ntm.experiment.wandb_setup import use_wandb_offline_without_credentials
 
 log = logging.getLogger(__name__)
+
+# Two lines in every training log that say nothing about the run: Lightning's advertisement for
+# its cloud logger, and a deprecation inside Lightning's use of torch (it goes with an upgrade).
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: "litlogger" not in record.getMessage()
+)
+warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
 
 
 def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
@@ -42,13 +53,15 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
     loggers = []
     if cfg.get("logger") and "_target_" in cfg.logger:
         if "Wandb" in cfg.logger._target_:
-            log.info("W&B mode: %s", use_wandb_offline_without_credentials())
+            dashboard.use_wandb_offline_without_credentials()
         loggers.append(instantiate_or_fail(cfg.logger, "logger"))
     callbacks = [
         instantiate_or_fail(node, f"callbacks.{name}")
         for name, node in cfg.get("callbacks", {}).items()
         if node is not None
     ]
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate_or_fail(
         cfg.trainer,
         "trainer",
@@ -56,27 +69,57 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
         callbacks=callbacks,
         default_root_dir=str(output_dir),
     )
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    rank_zero = trainer.is_global_zero  # known once the Trainer exists (DDP, SLURM tasks)
+    environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
     try:
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        run = dashboard.wandb_run(loggers) if rank_zero else None
+        if run is not None:
+            dashboard.plot_against_sequences(run)
+        if rank_zero:
+            log.info("run folder: %s | %s", output_dir.resolve(), dashboard.where(run))
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
-        if trainer.is_global_zero:
+        if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
-        log.info("summary: %s", summary)
-        if (
-            cfg.evaluation.enabled
-            and not cfg.trainer.get("fast_dev_run")
-            and trainer.is_global_zero
-        ):
-            _evaluate_best(cfg, task, module, trainer, output_dir, loggers)
+            log.info(
+                "trained %d steps (%s sequences, %.0f s): %s; in-distribution bit errors %.3g",
+                summary.steps,
+                f"{summary.sequences_seen:,}",
+                summary.wall_time_s,
+                "solved" if summary.solved else "not solved",
+                summary.metrics.get(val_key(IN_DISTRIBUTION, BIT_ERRORS), float("nan")),
+            )
+            if run is not None:
+                dashboard.log_summary(run, summary)
+            if cfg.evaluation.enabled and not cfg.trainer.get("fast_dev_run"):
+                _evaluate_best(cfg, task, module, trainer, output_dir, run)
+            log.info("done: %s | %s", output_dir.resolve(), dashboard.where(run))
     finally:
-        if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
-            import wandb
-
-            wandb.finish()  # one W&B run per job, also in multirun sweeps
+        _end_job(loggers, environment)
     return summary
+
+
+#: What Lightning's DDP launcher sets in the launching process's environment.
+DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def _end_job(loggers, environment: dict[str, str | None]) -> None:
+    """Leave the process as the job found it, for the next job of a sweep: its own W&B run,
+    its own DDP process group, and no DDP variables that would pass for a cluster's."""
+    if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+        import wandb
+
+        wandb.finish()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float) -> RunSummary:
@@ -96,8 +139,9 @@ def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float
     )
 
 
-def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, loggers) -> None:
-    """The grids on the best checkpoint (the last weights if none was saved)."""
+def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, run) -> None:
+    """The grids on the best checkpoint (the last weights if none was saved), into
+    `output_dir` and the W&B `run` (None: no W&B)."""
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")
     if best:
         module.load_state_dict(torch.load(best)["state_dict"])
@@ -110,14 +154,5 @@ def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, logg
         checkpoint=best,
     )
     figures = save_results(results, output_dir)
-    for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
-            for name, path in figures.items():
-                logger.log_image(key=f"evaluation/{name}", images=[str(path)])
-            rows = results.generalisation.rows
-            columns = list(rows[0])
-            logger.log_table(
-                key="evaluation/generalisation",
-                columns=columns,
-                data=[[row[c] for c in columns] for row in rows],
-            )
+    if run is not None:
+        dashboard.log_evaluation(run, results, figures)
