@@ -22,6 +22,7 @@ from ntm.experiment.results import (
     BIT_ERRORS,
     IN_DISTRIBUTION,
     SUMMARY_FILE,
+    Conversion,
     RunSummary,
     val_key,
     write,
@@ -93,7 +94,14 @@ def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float
         solved=errors < cfg.solved_below,
         solved_below=cfg.solved_below,
         metrics=metrics,
+        conversion=_conversion(module),
     )
+
+
+def _conversion(module) -> Conversion | None:
+    """A student's `Conversion`, as `config.build` stored it in the module."""
+    stored = module.hparams.get("conversion")
+    return Conversion(**stored) if stored else None
 
 
 def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, loggers) -> None:
@@ -108,6 +116,8 @@ def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, logg
         label=cfg.model.label,
         seed=cfg.seed,
         checkpoint=best,
+        teacher=module.teacher,
+        conversion=_conversion(module),
     )
     figures = save_results(results, output_dir)
     for logger in loggers:

@@ -1,0 +1,251 @@
+"""Conversion: a student trained on a teacher's outputs (README "Conversion"), its agreement
+metrics, teacher checkpoints, parameter budgets and the comparison's conversion table."""
+
+import functools
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+from test_training import ROOT, compose_train
+
+from ntm import NTM
+from ntm.experiment import results
+from ntm.experiment.config import ConfigError, build, load_trained, parameter_count
+from ntm.experiment.conversion import WiderTask, closest_size
+from ntm.experiment.data import TaskDataModule
+from ntm.experiment.evaluation import evaluate_checkpoint
+from ntm.experiment.module import SequenceModule
+from ntm.experiment.results import Conversion, EvaluationResults, RunSummary
+from ntm.experiment.run import train
+from tasks import CopyTask
+
+
+class AllOnesTeacher(torch.nn.Module):
+    """Says 1 on every bit whatever the input: wrong on about half the bits of copy."""
+
+    def initial_state(self, batch_size, **_):
+        return None
+
+    def forward(self, inputs, state=None):
+        return torch.full((*inputs.shape[:2], 4), 5.0), None
+
+
+def test_the_student_learns_the_teachers_outputs_not_the_targets():
+    task = CopyTask(width=4, max_length=3)
+    student = NTM(
+        input_size=5,
+        output_size=4,
+        controller="mlp",
+        controller_options={"hidden_size": 8},
+        memory_slots=8,
+        memory_width=4,
+    )
+    module = SequenceModule(
+        model=student,
+        optimizer=functools.partial(torch.optim.Adam, lr=3e-2),
+        val_set_names=["in_distribution"],
+        teacher=AllOnesTeacher(),
+    )
+    assert not any(key.startswith("teacher") for key in module.state_dict())
+    data = TaskDataModule(task=task, batch_size=8, val_sets={"in_distribution": {}})
+    trainer = L.Trainer(
+        max_steps=60,
+        val_check_interval=60,
+        check_val_every_n_epoch=None,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=data)
+    metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    assert metrics["val/in_distribution/agreement"] > 0.95
+    # ... and so it is as wrong as the teacher: about half of the 4 bits of 2 steps on average
+    assert metrics["val/in_distribution/teacher_bit_errors"] > 2
+    assert metrics["val/in_distribution/bit_errors"] > 2
+    assert metrics["val/in_distribution/exact_agreement"] > 0.5
+
+
+TINY = [
+    "debug=steps",
+    "model.compile=false",
+    "memory=small",
+    "controller.hidden_size=8",
+    "task.max_length=5",
+    "~validation.length_40",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "callbacks.figures=null",
+    "evaluation.grid.length=[3,5]",
+    "evaluation.capacity.slots=[16]",
+    "evaluation.capacity.grid.length=[3]",
+    "evaluation.sequences=8",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny NTM-LSTM trained on copy for a few steps: its run folder."""
+    folder = tmp_path_factory.mktemp("teacher")
+    train(compose_train(TINY, folder), folder)
+    return folder
+
+
+def test_a_student_run_round_trips_its_teacher(teacher, tmp_path):
+    checkpoint = teacher / "checkpoints" / "best.ckpt"
+    rebuilt = load_trained(checkpoint)
+    assert not rebuilt.model.training and rebuilt.conversion is None
+    assert rebuilt.task.name == "copy" and rebuilt.config.model.label == "ntm-lstm"
+
+    student = train(
+        compose_train([*TINY, "controller=mlp", f"teacher={checkpoint}"], tmp_path), tmp_path
+    )
+    assert student.model == "ntm-mlp"
+    assert student.conversion == Conversion(
+        teacher=str(checkpoint),
+        teacher_model="ntm-lstm",
+        teacher_seed=0,
+        teacher_parameters=parameter_count(rebuilt.model),
+        inputs={},
+        temperature=1.0,
+        parameter_target=None,
+    )
+    assert 0 <= student.metrics["val/in_distribution/agreement"] <= 1
+    assert results.read(tmp_path / "summary.json", RunSummary) == student
+    # The teacher is not part of the student's checkpoint, only named in it.
+    saved = torch.load(tmp_path / "checkpoints" / "best.ckpt")
+    assert all(key.startswith("model.") or key == "sequences_seen" for key in saved["state_dict"])
+    assert parameter_count(load_trained(tmp_path / "checkpoints" / "best.ckpt").model) == (
+        student.parameters
+    )
+
+    # The grids hold teacher, student and their agreement at each point; the teacher's errors
+    # are those of its own evaluation (same points, same fixed-seed sequences).
+    evaluation = results.read(tmp_path / "results.json", EvaluationResults)
+    own = results.read(teacher / "results.json", EvaluationResults)
+    assert evaluation.conversion == student.conversion
+    for row, teachers_row in zip(
+        evaluation.generalisation.rows, own.generalisation.rows, strict=True
+    ):
+        assert row["teacher_bit_errors"] == pytest.approx(teachers_row["bit_errors"])
+        assert 0 <= row["exact_agreement"] <= row["agreement"] <= 1
+    assert "agreement" in evaluation.capacity.rows[0]
+    assert (tmp_path / "agreement.png").stat().st_size > 1000
+
+    # evaluate.py rebuilds the student and its teacher from the student's checkpoint alone.
+    again = evaluate_checkpoint(
+        OmegaConf.create(
+            {
+                "ckpt_path": str(tmp_path / "checkpoints" / "best.ckpt"),
+                "threads": 1,
+                "evaluation": {"grid": {"length": [5]}, "capacity": {"slots": [16]}},
+            }
+        ),
+        tmp_path / "evaluated",
+    )
+    assert again.conversion == student.conversion
+    assert (
+        again.generalisation.rows[0]["agreement"] == evaluation.generalisation.rows[1]["agreement"]
+    )
+
+
+def test_a_teacher_for_other_widths_is_a_one_line_error(teacher, tmp_path):
+    checkpoint = teacher / "checkpoints" / "best.ckpt"
+    cfg = compose_train([*TINY[:3], "task=associative_recall", f"teacher={checkpoint}"], tmp_path)
+    with pytest.raises(
+        ConfigError, match="teacher: .* was trained on copy with 9 input and 8 output"
+    ):
+        build(cfg)
+    with pytest.raises(ConfigError, match="teacher: no such file"):
+        build(compose_train([*TINY[:3], f"teacher={tmp_path / 'none.ckpt'}"], tmp_path))
+    with pytest.raises(ConfigError, match="teacher_inputs: wider inputs are for a student"):
+        build(compose_train([*TINY[:3], "teacher_inputs={max_length:40}"], tmp_path))
+
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "debug=fast", "model.compile=false"]
+        + ["task=associative_recall", f"teacher={checkpoint}"],
+        cwd=tmp_path,
+        env=dict(os.environ, WANDB_MODE="disabled"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert (
+        run.stderr.startswith("error: teacher: ") and "associative_recall has 8 and 6" in run.stderr
+    )
+    assert "Traceback" not in run.stderr
+
+
+def test_wider_teacher_inputs_reach_training_only(teacher, tmp_path):
+    checkpoint = teacher / "checkpoints" / "best.ckpt"
+    plain = build(compose_train([*TINY, f"teacher={checkpoint}"], tmp_path))[1]
+    cfg = compose_train(
+        [*TINY, f"teacher={checkpoint}", "teacher_inputs={max_length:12}"], tmp_path
+    )
+    task, data, _ = build(cfg)
+    assert isinstance(data.task, WiderTask) and task.difficulty["max_length"] == 5
+    generator = torch.Generator().manual_seed(0)
+    lengths = {int(data.task.sample(2, generator).mask[0].sum()) for _ in range(40)}
+    assert max(lengths) > 5 and max(lengths) <= 12
+    for wide, own in zip(data.val_datasets(), plain.val_datasets(), strict=True):
+        for a, b in zip(wide.batches, own.batches, strict=True):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    with pytest.raises(ConfigError, match="teacher_inputs: .*max_width"):
+        build(
+            compose_train(
+                [*TINY, f"teacher={checkpoint}", "teacher_inputs={max_width:3}"], tmp_path
+            )
+        )
+
+
+def test_closest_size_by_hand():
+    def count(hidden):
+        return 10 * hidden * hidden + 100
+
+    assert closest_size(count, 1100) == 10  # exactly 1,100
+    assert closest_size(count, 1300) == 11  # 1,310 is nearer than 1,100
+    assert closest_size(count, 1300, step=4) == 12  # 1,540 is nearer than 740
+    assert closest_size(count, 5) == 1  # the smallest there is
+    assert closest_size(lambda h: h, 1_000_003) == 1_000_003
+
+
+@pytest.mark.parametrize("student", ["mlp", "transformer", "lstm_baseline"])
+def test_students_sized_to_their_teacher(student, teacher, tmp_path):
+    checkpoint = teacher / "checkpoints" / "best.ckpt"
+    overrides = {
+        "mlp": [*TINY, "controller=mlp"],
+        "transformer": [
+            *TINY,
+            "controller=transformer",
+            "controller.ff_size=8",
+            "controller.num_heads=2",
+        ],
+        "lstm_baseline": [TINY[0], *TINY[4:], "model=lstm_baseline", "model.num_layers=1"],
+    }[student]
+    cfg = compose_train(
+        [*overrides, f"teacher={checkpoint}", "student_parameters=teacher"], tmp_path
+    )
+    module = build(cfg)[2]
+    target = parameter_count(load_trained(checkpoint).model)
+    assert abs(parameter_count(module.model) - target) <= 0.1 * target
+    assert module.hparams.conversion["parameter_target"] == target
+    # The size chosen is in the run config that goes into the checkpoint.
+    node = cfg.model if student == "lstm_baseline" else cfg.model.controller
+    assert module.hparams.config["model"] == OmegaConf.to_container(cfg.model, resolve=True)
+    if student == "transformer":
+        assert node.hidden_size % node.num_heads == 0
+
+
+def test_a_budget_out_of_reach_or_without_a_teacher_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="student_parameters: the closest ntm-mlp has"):
+        build(compose_train([*TINY, "controller=mlp", "student_parameters=10"], tmp_path))
+    with pytest.raises(ConfigError, match="student_parameters: 'teacher' needs teacher="):
+        build(compose_train([*TINY, "student_parameters=teacher"], tmp_path))
+    cfg = compose_train([*TINY, "controller=mlp", "student_parameters=20000"], tmp_path)
+    assert abs(parameter_count(build(cfg)[2].model) - 20000) <= 2000
