@@ -12,14 +12,16 @@ import torch
 from omegaconf import OmegaConf
 from test_training import ROOT, compose_train
 
+import compare
 from ntm import NTM
 from ntm.experiment import results
+from ntm.experiment.compare import conversion_tables, load_runs
 from ntm.experiment.config import ConfigError, build, load_trained, parameter_count
 from ntm.experiment.conversion import WiderTask, closest_size
 from ntm.experiment.data import TaskDataModule
 from ntm.experiment.evaluation import evaluate_checkpoint
 from ntm.experiment.module import SequenceModule
-from ntm.experiment.results import Conversion, EvaluationResults, RunSummary
+from ntm.experiment.results import Conversion, EvaluationResults, Grid, RunSummary
 from ntm.experiment.run import train
 from tasks import CopyTask
 
@@ -249,3 +251,66 @@ def test_a_budget_out_of_reach_or_without_a_teacher_is_a_config_error(tmp_path):
         build(compose_train([*TINY, "student_parameters=teacher"], tmp_path))
     cfg = compose_train([*TINY, "controller=mlp", "student_parameters=20000"], tmp_path)
     assert abs(parameter_count(build(cfg)[2].model) - 20000) <= 2000
+
+
+def fake_student(folder, *, seed, agree, teacher_errors, student_errors, inputs):
+    """A student's run folder as training leaves it, written through the results module."""
+    conversion = Conversion("t.ckpt", "ntm-lstm", seed, 500, inputs, 1.0, None)
+    rows = [
+        {
+            "length": length,
+            "memory_slots": 32,
+            "bit_errors": student_errors,
+            "cost_bits": 1.0,
+            "sequences": 64,
+            "teacher_bit_errors": teacher_errors,
+            "agreement": agree,
+            "exact_agreement": agree / 2,
+        }
+        for length in (10, 20, 40)
+    ]
+    summary = RunSummary("copy", "ntm-mlp", seed, 100, 10, 80, 1.0, False, 0.05, {}, conversion)
+    evaluation = EvaluationResults(
+        task="copy",
+        model="ntm-mlp",
+        seed=seed,
+        parameters=100,
+        trained={"min_length": 1, "max_length": 20},
+        point_solved_below=1.0,
+        generalisation=Grid("length", rows, {"32": None}),
+        capacity=None,
+        checkpoint="best.ckpt",
+        conversion=conversion,
+    )
+    results.write(summary, folder / results.SUMMARY_FILE)
+    results.write(evaluation, folder / results.RESULTS_FILE)
+    return evaluation
+
+
+def test_compare_tables_students_apart_and_beside_their_teachers(tmp_path):
+    written = fake_student(
+        tmp_path / "a0", seed=0, agree=0.9, teacher_errors=1, student_errors=2, inputs={}
+    )
+    assert results.read(tmp_path / "a0" / "results.json", EvaluationResults) == written
+    fake_student(tmp_path / "a1", seed=1, agree=0.7, teacher_errors=3, student_errors=4, inputs={})
+    wide = {"max_length": 40}
+    fake_student(
+        tmp_path / "b0", seed=0, agree=1.0, teacher_errors=0, student_errors=0, inputs=wide
+    )
+    assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "comparison.md").read_text()
+    assert "| ntm-mlp ← ntm-lstm | 2 | 0/2 |" in table
+    assert "| ntm-mlp ← ntm-lstm, inputs max_length 40 | 1 | 0/1 |" in table
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| ntm-mlp ← ntm-lstm | 2 | 100 / 500 |")
+    ]
+    # length 10 is no whole multiple of the trained 20: only 20 (1×) and 40 (2×)
+    measured = "| 2 [1–3] | 3 [2–4] | 80 [70–90] | 40 [35–45] |"
+    assert rows == [
+        f"| ntm-mlp ← ntm-lstm | 2 | 100 / 500 | length 20 (1×) {measured}",
+        f"| ntm-mlp ← ntm-lstm | 2 | 100 / 500 | length 40 (2×) {measured}",
+    ]
+    only = conversion_tables(load_runs([tmp_path]), multiples={2})
+    assert "length 40 (2×)" in only and "length 20 (1×)" not in only
