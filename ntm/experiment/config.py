@@ -89,9 +89,10 @@ class Trained(NamedTuple):
     conversion: Conversion | None  # how it was trained from a teacher, if it was
 
 
-def load_trained(path: str | Path, what: str = "ckpt_path") -> Trained:
+def load_trained(path: str | Path, what: str = "ckpt_path", *, compile: bool = False) -> Trained:
     """The task and trained model of a checkpoint written by train.py, or a `ConfigError`
-    naming `what`, the config key that gave the path."""
+    naming `what`, the config key that gave the path. compile: an NTM's `compile` (its step
+    compiled for calls with gradients enabled; off, evaluation runs eagerly)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what}: no such file: {path}")
@@ -101,7 +102,7 @@ def load_trained(path: str | Path, what: str = "ckpt_path") -> Trained:
         raise ConfigError(f"{what}: {path} holds no run config: was it written by train.py?")
     cfg = OmegaConf.create(stored["config"])
     if "compile" in cfg.model:
-        cfg.model.compile = False  # it runs without gradients, eagerly
+        cfg.model.compile = compile
     task = build_task(cfg)
     model = build_model(cfg, task)
     model.load_state_dict(
@@ -126,7 +127,8 @@ def load_teacher(cfg: DictConfig, task: Any) -> Trained | None:
         return None
     if not cfg.teacher_temperature > 0:
         raise ConfigError(f"teacher_temperature: must be > 0, got {cfg.teacher_temperature}")
-    teacher = load_trained(cfg.teacher, "teacher")
+    # The teacher's step is compiled when the student's is: teaching is most of a step's time.
+    teacher = load_trained(cfg.teacher, "teacher", compile=cfg.model.get("compile", False))
     widths = (teacher.task.input_size, teacher.task.output_size)
     if widths != (task.input_size, task.output_size):
         raise ConfigError(

@@ -101,9 +101,11 @@ class SequenceModule(L.LightningModule):
             EXACT_AGREEMENT: exact_agreement(logits, teacher_logits, mask),
         }
 
-    @torch.no_grad()
     def teacher_logits(self, inputs: Tensor) -> Tensor:
-        return self.teacher(inputs)[0]
+        # Not under no_grad: the teacher's parameters are frozen, so autograd records nothing
+        # anyway, and with gradients enabled a compiled NTM runs its compiled step (about 3x
+        # faster than the eager one it runs under no_grad).
+        return self.teacher(inputs)[0].detach()
 
     def on_fit_start(self) -> None:
         if self.teacher is not None:  # not a submodule, so Lightning did not move it
