@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test train lint bench
+.PHONY: setup test train lint bench conversion
 
 setup: $(VENV)/.installed
 
@@ -28,3 +28,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/throughput.py $(ARGS)
+
+# README "Conversion": teachers, students and the agreement table; resumable (ARGS="--out DIR").
+conversion: setup
+	$(PY) benchmarks/conversion.py $(ARGS)

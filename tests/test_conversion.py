@@ -314,3 +314,42 @@ def test_compare_tables_students_apart_and_beside_their_teachers(tmp_path):
     ]
     only = conversion_tables(load_runs([tmp_path]), multiples={2})
     assert "length 40 (2×)" in only and "length 20 (1×)" not in only
+
+
+def test_the_experiment_script_plans_teachers_first_and_resumes(tmp_path):
+    from benchmarks import conversion as experiment
+
+    args = experiment.argparse.Namespace(
+        out=tmp_path,
+        seeds=[0],
+        tasks=list(experiment.PLAN),
+        inputs=["own", "wider"],
+        sizes=["default", "teacher"],
+        teacher_steps=5,
+        student_steps=5,
+        smoke=True,
+    )
+    runs = experiment.plan(args)
+    assert len(runs) == 19  # copy: 2 teachers + 2 x 4 students; recall: 1 + 2 x 4
+    teachers = {run.checkpoint for run in runs if run.folder.parent.name.startswith("teacher_")}
+    for index, run in enumerate(runs):
+        taught = [o.split("=", 1)[1] for o in run.overrides if o.startswith("teacher=")]
+        if taught:  # a student comes after its teacher
+            (teacher,) = taught
+            assert any(str(r.checkpoint) == teacher for r in runs[:index])
+    assert len(teachers) == 3
+    wide = next(r for r in runs if "mlp_from_lstm_wider_inputs_teacher_size" in str(r.folder))
+    assert {"teacher_inputs={max_length:40}", "student_parameters=teacher"} <= set(wide.overrides)
+
+    run = runs[1]
+    assert experiment.command(run)[-1] == f"hydra.run.dir={run.folder}"  # nothing there: fresh
+    (run.folder / "checkpoints").mkdir(parents=True)
+    (run.folder / "checkpoints" / "last.ckpt").touch()
+    assert f"ckpt_path={run.folder / 'checkpoints' / 'last.ckpt'}" in experiment.command(run)
+    (run.folder / "results.json").touch()
+    assert experiment.command(run) is None  # done: not run again
+    (run.folder / "checkpoints" / "last.ckpt").unlink()
+    (run.folder / "results.json").unlink()
+    (run.folder / "console.txt").touch()
+    experiment.command(run)
+    assert not run.folder.exists()  # died before its first checkpoint: started afresh
