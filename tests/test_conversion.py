@@ -3,6 +3,7 @@ metrics, teacher checkpoints, parameter budgets and the comparison's conversion 
 
 import functools
 import os
+import pickle
 import subprocess
 import sys
 
@@ -195,6 +196,8 @@ def test_wider_teacher_inputs_reach_training_only(teacher, tmp_path):
     generator = torch.Generator().manual_seed(0)
     lengths = {int(data.task.sample(2, generator).mask[0].sum()) for _ in range(40)}
     assert max(lengths) > 5 and max(lengths) <= 12
+    # DataLoader workers get it pickled
+    assert pickle.loads(pickle.dumps(data.task)).ranges == data.task.ranges
     for wide, own in zip(data.val_datasets(), plain.val_datasets(), strict=True):
         for a, b in zip(wide.batches, own.batches, strict=True):
             assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

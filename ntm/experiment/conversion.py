@@ -36,6 +36,10 @@ class WiderTask:
         return self.task.sample(batch_size, generator, **{**self.ranges, **difficulty})
 
     def __getattr__(self, name: str) -> Any:
+        # Only for what the task has: unpickling (DataLoader workers) asks for dunders before
+        # `task` is set, and looking it up here would recurse.
+        if name.startswith("__") or name == "task":
+            raise AttributeError(name)
         return getattr(self.task, name)
 
 
@@ -56,7 +60,9 @@ def closest_size(count: Callable[[int], int], target: int, *, step: int = 1) -> 
     return min((low, high), key=lambda size: abs(count(size) - target))
 
 
-def record(cfg: DictConfig, teacher: DictConfig, teacher_parameters: int, target: int | None):
+def record(
+    cfg: DictConfig, teacher: DictConfig, teacher_parameters: int, target: int | None
+) -> Conversion:
     """The `Conversion` of a student's run config `cfg` with the teacher's run config."""
     return Conversion(
         teacher=str(cfg.teacher),
