@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test test-fast train lint bench comparison
+.PHONY: setup test test-fast train lint bench comparison conversion
 
 setup: $(VENV)/.installed
 
@@ -36,3 +36,7 @@ bench: setup
 # The full comparison (README "Results"): resumable, two trainings side by side.
 comparison: setup
 	$(PY) scripts/comparison.py $(ARGS)
+
+# README "Conversion": teachers, students and the agreement table; resumable (ARGS="--out DIR").
+conversion: setup
+	$(PY) scripts/conversion.py $(ARGS)

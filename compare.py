@@ -8,8 +8,10 @@ Reads every run folder below the given folders (summary.json and, after evaluati
 results.json) and writes <out>/comparison.md and <out>/generalisation_<task>.png: medians and
 spread over seeds of sequences needed to solve the training distribution, bit errors at the
 generalisation grid points (1x, 2x, 3x, 6x the training length where the grid has them),
-longest length solved per memory size, parameter counts and training throughput.
-With --wandb, also a W&B run (job type "comparison") whose charts overlay the models.
+longest length solved per memory size, parameter counts and training throughput; and for
+students trained from a teacher (README "Conversion") a table of teacher and student bit errors
+and their agreement at 1x, 2x, 3x, ... the training range. With --wandb, also a W&B run (job
+type "comparison") whose charts overlay the models.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 from ntm.experiment import plots
-from ntm.experiment.compare import compare, load_runs
+from ntm.experiment.compare import compare, conversion_tables, load_runs
 from ntm.experiment.results import ResultsFormatError
 
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.folders[0]
     out.mkdir(parents=True, exist_ok=True)
     tasks = compare(runs)
-    markdown = "\n".join(t.markdown for t in tasks)
+    markdown = "\n".join([t.markdown for t in tasks] + [conversion_tables(runs)])
     (out / "comparison.md").write_text(markdown)
     print(markdown)
     figures = {}

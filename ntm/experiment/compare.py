@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ntm.experiment.results import (
+    AGREEMENT,
     BIT_ERRORS,
+    EXACT_AGREEMENT,
     RESULTS_FILE,
     SUMMARY_FILE,
+    TEACHER_BIT_ERRORS,
     EvaluationResults,
     RunSummary,
     point_label,
     read,
+    run_label,
 )
 
 
@@ -63,15 +67,21 @@ def _number(value: float) -> str:
     return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
+def _times(point: str, trained: dict[str, int]) -> int | None:
+    """k when a point's first value is k times the longest trained value, else None."""
+    name, value = point.split()[0], int(point.split()[1])
+    longest = trained.get(f"max_{name}")
+    return value // longest if longest and not value % longest else None
+
+
 def _multiple(point: str, trained: dict[str, int]) -> str:
     """' (2×)' when a point's first value is a whole multiple of the longest trained value
     (' (2× length)' when the grid has several parameters)."""
     words = point.split()
-    name, value = words[0], int(words[1])
-    longest = trained.get(f"max_{name}")
-    if not longest or value % longest:
+    times = _times(point, trained)
+    if times is None:
         return ""
-    return f" ({value // longest}× {name})" if len(words) > 2 else f" ({value // longest}×)"
+    return f" ({times}× {words[0]})" if len(words) > 2 else f" ({times}×)"
 
 
 #: Curves of one task: model -> (x, median, min, max) over seeds; see `plots.plot_curves`.
@@ -121,7 +131,7 @@ def compare(runs: list[Run]) -> list[TaskComparison]:
     """Per task: the markdown table and, per model, the generalisation curve."""
     by_task: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        by_task[run.summary.task][run.summary.model].append(run)
+        by_task[run.summary.task][run_label(run.summary)].append(run)
     return [_compare_task(task, models) for task, models in sorted(by_task.items())]
 
 
@@ -176,3 +186,65 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
             capacity[name] = _curve(longest)
     trained_max = trained.get(f"max_{parameter}") if parameter else None
     return TaskComparison(task, header, rows, parameter, trained_max, curves, capacity)
+
+
+#: The conversion table's measurements, each with the scale it is shown at.
+CONVERSION_COLUMNS = {TEACHER_BIT_ERRORS: 1, BIT_ERRORS: 1, AGREEMENT: 100, EXACT_AGREEMENT: 100}
+
+
+def conversion_tables(runs: list[Run], multiples: Collection[int] | None = None) -> str:
+    """Per task, every group of students (same student, teacher, inputs and size) beside its
+    teachers, one row per grid point at a whole multiple of the training range (1× is its
+    hardest value; only the multiples in `multiples` if given): the teacher's and the student's
+    bit errors and how often they agree. '' when no run has a teacher."""
+    by_task: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.summary.conversion and run.results:
+            by_task[run.summary.task][run_label(run.summary)].append(run)
+    header = [
+        "student ← teacher",
+        "runs",
+        "parameters (student / teacher)",
+        "grid point",
+        "teacher bit errors",
+        "student bit errors",
+        "bits agreeing (%)",
+        "sequences agreeing exactly (%)",
+    ]
+    tables = []
+    for task, students in sorted(by_task.items()):
+        lines = [f"## {task}: conversion\n", "| " + " | ".join(header) + " |"]
+        lines.append("|" + "---|" * len(header))
+        for label, group in sorted(students.items()):
+            trained = group[0].results.trained
+            sizes = [
+                spread([run.summary.parameters for run in group]),
+                spread([run.summary.conversion.teacher_parameters for run in group]),
+            ]
+            # point -> metric -> one value per seed; agreement as a percentage
+            values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+            for run in group:
+                for row in run.results.generalisation.rows:
+                    for key, scale in CONVERSION_COLUMNS.items():
+                        values[point_label(row)][key].append(row[key] * scale)
+            for point, metrics in values.items():
+                times = _times(point, trained)
+                if times is None or (multiples and times not in multiples):
+                    continue
+                cells = [
+                    label,
+                    str(len(group)),
+                    " / ".join(sizes),
+                    point + _multiple(point, trained),
+                ]
+                lines.append(
+                    "| "
+                    + " | ".join(cells + [spread(metrics[k]) for k in CONVERSION_COLUMNS])
+                    + " |"
+                )
+        lines.append(
+            "\nCells are median [min–max] over seeds, on the evaluation grid (the students' best "
+            "checkpoints); agreement is of outputs thresholded at 0.5.\n"
+        )
+        tables.append("\n".join(lines))
+    return "\n".join(tables)

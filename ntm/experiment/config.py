@@ -6,17 +6,27 @@ the task states its input and output widths and the model is built with them.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from ntm.experiment import conversion
 from ntm.experiment.data import TaskDataModule
 from ntm.experiment.module import SequenceModule
-from ntm.experiment.results import IN_DISTRIBUTION
+from ntm.experiment.results import IN_DISTRIBUTION, Conversion
+
+log = logging.getLogger(__name__)
+
+#: A student sized to a parameter budget (`student_parameters`) must land this close to it.
+BUDGET_TOLERANCE = 0.1
 
 #: Short names for the config groups nested in `model/ntm.yaml`, kept so that
 #: ``python train.py controller=mlp memory=small controller.hidden_size=50`` works.
@@ -70,13 +80,128 @@ def build_model(cfg: DictConfig, task: Any) -> nn.Module:
     )
 
 
+class Trained(NamedTuple):
+    """A trained run rebuilt from its checkpoint alone."""
+
+    config: DictConfig  # the run config train.py stored in the checkpoint
+    task: Any
+    model: nn.Module  # the checkpoint's weights, in eval mode, not compiled
+    conversion: Conversion | None  # how it was trained from a teacher, if it was
+
+
+def load_trained(path: str | Path, what: str = "ckpt_path", *, compile: bool = False) -> Trained:
+    """The task and trained model of a checkpoint written by train.py, or a `ConfigError`
+    naming `what`, the config key that gave the path. compile: an NTM's `compile` (its step
+    compiled for calls with gradients enabled; off, evaluation runs eagerly)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what}: no such file: {path}")
+    checkpoint = torch.load(path, map_location="cpu")
+    stored = checkpoint.get("hyper_parameters", {})
+    if stored.get("config") is None:
+        raise ConfigError(f"{what}: {path} holds no run config: was it written by train.py?")
+    cfg = OmegaConf.create(stored["config"])
+    if "compile" in cfg.model:
+        cfg.model.compile = compile
+    task = build_task(cfg)
+    model = build_model(cfg, task)
+    model.load_state_dict(
+        {
+            k.removeprefix("model."): v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith("model.")
+        }
+    )
+    converted = stored.get("conversion")
+    return Trained(cfg, task, model.eval(), Conversion(**converted) if converted else None)
+
+
+def load_teacher(cfg: DictConfig, task: Any) -> Trained | None:
+    """The run's teacher (`cfg.teacher`, a checkpoint), or None without one; a `ConfigError`
+    when its task's widths differ from `task`'s or a conversion setting needs a teacher."""
+    if not cfg.get("teacher"):
+        if cfg.get("teacher_inputs"):
+            raise ConfigError("teacher_inputs: wider inputs are for a student: set teacher=<ckpt>")
+        if cfg.get("student_parameters") == "teacher":
+            raise ConfigError("student_parameters: 'teacher' needs teacher=<checkpoint>")
+        return None
+    if not cfg.teacher_temperature > 0:
+        raise ConfigError(f"teacher_temperature: must be > 0, got {cfg.teacher_temperature}")
+    # The teacher's step is compiled when the student's is: teaching is most of a step's time.
+    teacher = load_trained(cfg.teacher, "teacher", compile=cfg.model.get("compile", False))
+    widths = (teacher.task.input_size, teacher.task.output_size)
+    if widths != (task.input_size, task.output_size):
+        raise ConfigError(
+            f"teacher: {cfg.teacher} was trained on {teacher.task.name} with {widths[0]} input "
+            f"and {widths[1]} output channels; this run's {task.name} has {task.input_size} "
+            f"and {task.output_size}"
+        )
+    if teacher.task.name != task.name:
+        warnings.warn(
+            f"the teacher was trained on {teacher.task.name}, this run is {task.name}",
+            stacklevel=2,
+        )
+    return teacher
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_to_budget(cfg: DictConfig, task: Any, target: int) -> int:
+    """Set the model's hidden_size (the controller's, for an NTM) in `cfg` to the one whose
+    parameter count is closest to `target`, other sizes as configured, and return the count.
+    `cfg` itself changes, so the run's config, logs and checkpoint hold the size chosen. A
+    `ConfigError` unless within `BUDGET_TOLERANCE` of `target`."""
+    node = cfg.model.controller if "controller" in cfg.model else cfg.model
+    step = node.get("num_heads", 1)  # a Transformer's width must divide among its heads
+
+    def count(hidden_size: int) -> int:
+        node.hidden_size = hidden_size
+        return parameter_count(build_model(cfg, task))
+
+    node.hidden_size = conversion.closest_size(count, target, step=step)
+    found = count(node.hidden_size)
+    log.info(
+        "sized to %s parameters: hidden_size %d, %s parameters", target, node.hidden_size, found
+    )
+    if abs(found - target) > BUDGET_TOLERANCE * target:
+        raise ConfigError(
+            f"student_parameters: the closest {cfg.model.label} has {found:,} parameters "
+            f"(hidden_size {node.hidden_size}), more than {BUDGET_TOLERANCE:.0%} from {target:,}"
+        )
+    return found
+
+
 def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
-    """Task, data module and LightningModule from a composed config (nothing trained yet)."""
+    """Task, data module and LightningModule from a composed config (nothing trained yet).
+
+    With `cfg.teacher` the model is a student of that checkpoint (README "Conversion"): sized
+    to `student_parameters` if set, trained on the teacher's outputs, on inputs from the
+    task's ranges widened by `teacher_inputs`; validation stays on the task's own ranges."""
     task = build_task(cfg)
     validation = OmegaConf.to_container(cfg.validation, resolve=True)
     if IN_DISTRIBUTION not in validation:
         raise ConfigError(f"validation needs a set named {IN_DISTRIBUTION!r} (it decides solved)")
-    datamodule = instantiate_or_fail(cfg.data, "data", task=task, val_sets=validation)
+    teacher = load_teacher(cfg, task)
+    target = cfg.get("student_parameters")
+    if target == "teacher":
+        target = parameter_count(teacher.model)
+    if target is not None:
+        if not isinstance(target, int) or isinstance(target, bool) or target < 1:
+            raise ConfigError(
+                f"student_parameters: 'teacher' or a number of parameters, got {target!r}"
+            )
+        size_to_budget(cfg, task, target)
+    train_task = task
+    if cfg.get("teacher_inputs"):
+        try:
+            train_task = conversion.WiderTask(task, OmegaConf.to_container(cfg.teacher_inputs))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"teacher_inputs: {error}") from None
+        # Each validation set names every range, so the wider ones never reach it.
+        validation = {name: {**task.difficulty, **ranges} for name, ranges in validation.items()}
+    datamodule = instantiate_or_fail(cfg.data, "data", task=train_task, val_sets=validation)
     model = build_model(cfg, task)
     slots = getattr(model, "memory_slots", None)
     for name, difficulty in validation.items():
@@ -87,10 +212,19 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
                 f"{slots}: expect errors there (this is what capacity experiments measure)",
                 stacklevel=2,
             )
+    student = {}
+    if teacher is not None:
+        record = conversion.record(cfg, teacher.config, parameter_count(teacher.model), target)
+        student = {
+            "teacher": teacher.model,
+            "temperature": cfg.teacher_temperature,
+            "conversion": dataclasses.asdict(record),
+        }
     module = SequenceModule(
         model=model,
         optimizer=instantiate_or_fail(cfg.optimizer, "optimizer"),
         val_set_names=datamodule.val_set_names,
         config=OmegaConf.to_container(cfg, resolve=True),
+        **student,
     )
     return task, datamodule, module

@@ -20,22 +20,28 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ntm.experiment import plots
-from ntm.experiment.config import ConfigError, build_model, build_task
+from ntm.experiment.config import ConfigError, load_trained
 from ntm.experiment.results import (
+    AGREEMENT,
     BIT_ERRORS,
     COST_BITS,
+    EXACT_AGREEMENT,
     POSITION_ERRORS,
     RESULTS_FILE,
     SEGMENT_ERRORS,
+    TEACHER_BIT_ERRORS,
+    Conversion,
     EvaluationResults,
     Grid,
     point_label,
     write,
 )
 from ntm.metrics import (
+    agreement,
     bit_errors_per_position,
     bit_errors_per_sequence,
     cost_bits_per_sequence,
+    exact_agreement,
 )
 
 log = logging.getLogger(__name__)
@@ -63,18 +69,22 @@ def evaluate_point(
     sequences: int = 64,
     batch_size: int = 32,
     seed: int = 1234,
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The metrics of `model` at one grid point, on `sequences` fixed-seed sequences.
 
     memory_slots: the memory size to run with (None: the model's own). Returns a row
     ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences", "position_errors"}``
     and, for a task with `answer_segments` (repeat copy), "segment_errors": wrong bits per
-    part of the answer (each repetition, the end marker).
+    part of the answer (each repetition, the end marker). With a `teacher` (conversion) the row
+    also holds "teacher_bit_errors", "agreement" and "exact_agreement" (results.py); a teacher
+    with memory runs with `memory_slots` too.
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     difficulty = as_difficulty(point)
     errors = costs = 0.0
+    compared = dict.fromkeys((TEACHER_BIT_ERRORS, AGREEMENT, EXACT_AGREEMENT), 0.0)
     positions = None
     done = 0
     while done < sequences:
@@ -86,6 +96,12 @@ def evaluate_point(
         costs += cost_bits_per_sequence(logits, targets, mask).item() * size
         at_positions = bit_errors_per_position(logits, targets, mask) * size
         positions = at_positions if positions is None else positions + at_positions
+        if teacher is not None:
+            state = teacher.initial_state(size, memory_slots=memory_slots, device=device)
+            taught = teacher(inputs, state)[0]
+            compared[TEACHER_BIT_ERRORS] += bit_errors_per_sequence(taught, targets, mask) * size
+            compared[AGREEMENT] += agreement(logits, taught, mask) * size
+            compared[EXACT_AGREEMENT] += exact_agreement(logits, taught, mask) * size
         done += size
     row = {
         **point,
@@ -95,6 +111,8 @@ def evaluate_point(
         "sequences": done,
         POSITION_ERRORS: (positions / done).tolist(),
     }
+    if teacher is not None:
+        row |= {name: float(total) / done for name, total in compared.items()}
     segments = _answer_segments(task, difficulty)
     if segments:
         row[SEGMENT_ERRORS] = {
@@ -201,10 +219,15 @@ def evaluate_model(
     label: str,
     seed: int,
     checkpoint: str = "",
+    teacher: nn.Module | None = None,
+    conversion: Conversion | None = None,
 ) -> EvaluationResults:
     """The generalisation and capacity grids of `settings` (a run config's `evaluation` node:
-    grid, capacity.slots, capacity.grid, sequences, batch_size, seed, point_solved_below)."""
+    grid, capacity.slots, capacity.grid, sequences, batch_size, seed, point_solved_below);
+    for a student, its `teacher` beside it at every point and the `conversion` recorded."""
     options = {k: settings[k] for k in ("sequences", "batch_size", "seed")}
+    if teacher is not None:
+        options["teacher"] = teacher.eval().to(next(model.parameters()).device)
     threshold = settings["point_solved_below"]
     model.eval()
     log.info("evaluating generalisation on %s", dict(settings["grid"]))
@@ -231,6 +254,7 @@ def evaluate_model(
         generalisation=grid,
         capacity=memory,
         checkpoint=str(checkpoint),
+        conversion=conversion,
     )
 
 
@@ -256,27 +280,13 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>")
     path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path: no such file: {path}")
     torch.set_num_threads(cfg.threads)
-    checkpoint = torch.load(path, map_location="cpu")
-    run_config = checkpoint.get("hyper_parameters", {}).get("config")
-    if run_config is None:
-        raise ConfigError(f"ckpt_path: {path} holds no run config: was it written by train.py?")
-    run_cfg = OmegaConf.create(run_config)
+    run_cfg, task, model, conversion = load_trained(path)
     changes = {k: v for k, v in OmegaConf.to_container(cfg.evaluation).items() if v is not None}
     changes["capacity"] = {k: v for k, v in changes.get("capacity", {}).items() if v is not None}
     run_cfg.evaluation = OmegaConf.merge(run_cfg.evaluation, changes)
-    if "compile" in run_cfg.model:
-        run_cfg.model.compile = False  # evaluation runs without gradients, eagerly
-    task = build_task(run_cfg)
-    model = build_model(run_cfg, task)
-    state = {
-        k.removeprefix("model."): v
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith("model.")
-    }
-    model.load_state_dict(state)
+    # A student is evaluated beside its teacher, as after training.
+    teacher = load_trained(conversion.teacher, "teacher").model if conversion else None
     results = evaluate_model(
         model,
         task,
@@ -284,6 +294,8 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
         label=run_cfg.model.label,
         seed=run_cfg.seed,
         checkpoint=str(path),
+        teacher=teacher,
+        conversion=conversion,
     )
     save_results(results, output_dir)
     return results

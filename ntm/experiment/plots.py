@@ -11,10 +11,13 @@ from typing import Any
 from torch import Tensor
 
 from ntm.experiment.results import (
+    AGREEMENT,
     BIT_ERRORS,
+    EXACT_AGREEMENT,
     POSITION_ERRORS,
     ROW_MEASUREMENTS,
     SEGMENT_ERRORS,
+    TEACHER_BIT_ERRORS,
     EvaluationResults,
     point_label,
 )
@@ -127,10 +130,11 @@ def plot_curves(
 
 
 def grid_series(
-    rows: list[dict[str, Any]], x_key: str, y_key: str = BIT_ERRORS
+    rows: list[dict[str, Any]], x_key: str, y_key: str = BIT_ERRORS, name: str = ""
 ) -> dict[str, tuple[list, list, None, None]]:
     """One line per combination of the other grid coordinates (memory size included), with
-    `x_key` along x: ``{label: (x, y, None, None)}`` for `plot_curves`."""
+    `x_key` along x: ``{label: (x, y, None, None)}`` for `plot_curves`; `name` starts every
+    label."""
     lines: dict[str, tuple[list, list, None, None]] = {}
     several_sizes = len({r["memory_slots"] for r in rows}) > 1
     for row in sorted(rows, key=lambda r: r[x_key]):
@@ -138,6 +142,7 @@ def grid_series(
         label = ", ".join(f"{k} {v}" for k, v in others.items())
         if several_sizes:
             label = ", ".join(filter(None, [label, f"{row['memory_slots']} slots"]))
+        label = ", ".join(filter(None, [name, label]))
         x, y, _, _ = lines.setdefault(label or y_key.replace("_", " "), ([], [], None, None))
         x.append(row[x_key])
         y.append(row[y_key])
@@ -162,13 +167,37 @@ def plot_diagnostics(results: EvaluationResults):
     )
 
 
+def plot_agreement(results: EvaluationResults):
+    """A student and its teacher: the fraction of output bits on which they agree and of
+    sequences on which they agree exactly, over the generalisation grid, and the bits agreeing
+    at each memory size of the capacity grid."""
+    grid, capacity = results.generalisation, results.capacity
+    series = grid_series(grid.rows, grid.parameter, AGREEMENT, "bits")
+    series |= grid_series(grid.rows, grid.parameter, EXACT_AGREEMENT, "whole sequences")
+    if capacity is not None:
+        series |= grid_series(capacity.rows, capacity.parameter, AGREEMENT, "bits")
+    return plot_curves(
+        series,
+        xlabel=grid.parameter,
+        ylabel="fraction on which student and teacher agree",
+        title=f"{results.task}: {results.model} ← {results.conversion.teacher_model}",
+        vline=results.trained.get(f"max_{grid.parameter}"),
+    )
+
+
 def plot_results(results: EvaluationResults) -> dict[str, Any]:
-    """The evaluation's figures by name: "generalisation", "diagnostics" and, for a model
-    with memory, "capacity"."""
+    """The evaluation's figures by name: "generalisation", "diagnostics", for a model with
+    memory "capacity", and for a student "agreement" (and its teacher's errors beside its own
+    in "generalisation")."""
     grid = results.generalisation
+    student = f"student {results.model}" if results.conversion else ""
+    series = grid_series(grid.rows, grid.parameter, name=student)
+    if results.conversion is not None:
+        teacher = f"teacher {results.conversion.teacher_model}"
+        series |= grid_series(grid.rows, grid.parameter, TEACHER_BIT_ERRORS, teacher)
     figures = {
         "generalisation": plot_curves(
-            grid_series(grid.rows, grid.parameter),
+            series,
             xlabel=grid.parameter,
             title=f"{results.task}, {results.model}: generalisation",
             vline=results.trained.get(f"max_{grid.parameter}"),
@@ -181,4 +210,6 @@ def plot_results(results: EvaluationResults) -> dict[str, Any]:
             xlabel=results.capacity.parameter,
             title=f"{results.task}, {results.model}: capacity",
         )
+    if results.conversion is not None:
+        figures["agreement"] = plot_agreement(results)
     return figures

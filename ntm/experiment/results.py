@@ -3,6 +3,7 @@
 Two typed, versioned records, each one JSON file written atomically:
 - `RunSummary` (``summary.json``): how training went (steps, sequences, time, final metrics).
 - `EvaluationResults` (``results.json``): the generalisation and capacity grids.
+A student trained from a teacher carries a `Conversion` in both (README "Conversion").
 
 Metric names are defined here once; the LightningModule logs under `train_key`/`val_key`.
 A file from another schema version is refused with a `ResultsFormatError` naming the file.
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 #: Bumped whenever a record's fields change meaning or name; readers refuse other versions.
-#: Version 1 was the untyped JSON of the first release (no `schema_version` field).
-SCHEMA_VERSION = 2
+#: Version 1 was the untyped JSON of the first release (no `schema_version` field); version 3
+#: added `conversion` to both records and the teacher's metrics to grid rows.
+SCHEMA_VERSION = 3
 
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.json"
@@ -38,6 +40,12 @@ IN_DISTRIBUTION = "in_distribution"
 #: marker; a dict).
 POSITION_ERRORS = "position_errors"
 SEGMENT_ERRORS = "segment_errors"
+#: Conversion (a student trained on a teacher's outputs): the teacher's bit errors against the
+#: truth, the fraction of scored output bits on which student and teacher agree (thresholded),
+#: and the fraction of sequences on which they agree on every scored bit.
+TEACHER_BIT_ERRORS = "teacher_bit_errors"
+AGREEMENT = "agreement"
+EXACT_AGREEMENT = "exact_agreement"
 #: Columns of a grid row that are measurements, not grid coordinates.
 ROW_MEASUREMENTS = (
     "memory_slots",
@@ -46,6 +54,9 @@ ROW_MEASUREMENTS = (
     "sequences",
     POSITION_ERRORS,
     SEGMENT_ERRORS,
+    TEACHER_BIT_ERRORS,
+    AGREEMENT,
+    EXACT_AGREEMENT,
 )
 
 
@@ -64,6 +75,29 @@ class ResultsFormatError(ValueError):
 
 
 @dataclass
+class Conversion:
+    """How a student was trained from a teacher (None in a record: trained on the truth)."""
+
+    teacher: str  # the teacher's checkpoint
+    teacher_model: str  # its label, e.g. "ntm-lstm"
+    teacher_seed: int
+    teacher_parameters: int
+    inputs: dict[str, int]  # overrides of the task's training ranges, e.g. {"max_length": 40}
+    temperature: float  # of the soft targets (ntm.metrics.soft_target_bce)
+    parameter_target: int | None  # the parameter budget the student was sized to, if any
+
+    def label(self, student: str) -> str:
+        """'ntm-mlp ← ntm-lstm', with the wider inputs and the budget where set: what tells
+        conversions apart in a comparison."""
+        parts = [f"{student} ← {self.teacher_model}"]
+        if self.inputs:
+            parts.append("inputs " + " ".join(f"{k} {v}" for k, v in self.inputs.items()))
+        if self.parameter_target:
+            parts.append(f"sized to {self.parameter_target:,}")
+        return ", ".join(parts)
+
+
+@dataclass
 class RunSummary:
     """What `train.py` writes when training ends (also when it stopped early, solved)."""
 
@@ -77,6 +111,7 @@ class RunSummary:
     solved: bool  # in-distribution bit errors per sequence under `solved_below`
     solved_below: float
     metrics: dict[str, float]  # the last logged value of every metric, by key
+    conversion: Conversion | None = None  # set when trained from a teacher
     schema_version: int = SCHEMA_VERSION
 
 
@@ -125,10 +160,16 @@ class EvaluationResults:
     generalisation: Grid  # at the model's own memory size
     capacity: Grid | None  # memory resized at test time; None for a model without memory
     checkpoint: str  # the checkpoint evaluated
+    conversion: Conversion | None = None  # set for a student: rows then hold teacher metrics
     schema_version: int = SCHEMA_VERSION
 
 
 Record = TypeVar("Record", RunSummary, EvaluationResults)
+
+
+def run_label(record: RunSummary | EvaluationResults) -> str:
+    """The model's label, or for a student 'ntm-mlp ← ntm-lstm, ...' (`Conversion.label`)."""
+    return record.conversion.label(record.model) if record.conversion else record.model
 
 
 def write(record: RunSummary | EvaluationResults, path: str | Path) -> Path:
@@ -168,6 +209,8 @@ def read(path: str | Path, kind: type[Record]) -> Record:
             f"{path}: not a {kind.__name__} record (fields {sorted(data)}, expected "
             f"{sorted(names)})"
         )
+    if data["conversion"] is not None:
+        data["conversion"] = Conversion(**data["conversion"])
     if kind is EvaluationResults:
         data["generalisation"] = Grid(**data["generalisation"])
         data["capacity"] = Grid(**data["capacity"]) if data["capacity"] is not None else None

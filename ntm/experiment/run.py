@@ -27,6 +27,7 @@ from ntm.experiment.results import (
     BIT_ERRORS,
     IN_DISTRIBUTION,
     SUMMARY_FILE,
+    Conversion,
     RunSummary,
     val_key,
     write,
@@ -136,7 +137,14 @@ def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float
         solved=errors < cfg.solved_below,
         solved_below=cfg.solved_below,
         metrics=metrics,
+        conversion=_conversion(module),
     )
+
+
+def _conversion(module) -> Conversion | None:
+    """A student's `Conversion`, as `config.build` stored it in the module."""
+    stored = module.hparams.get("conversion")
+    return Conversion(**stored) if stored else None
 
 
 def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, run) -> None:
@@ -152,6 +160,8 @@ def _evaluate_best(cfg, task, module, trainer: L.Trainer, output_dir: Path, run)
         label=cfg.model.label,
         seed=cfg.seed,
         checkpoint=best,
+        teacher=module.teacher,
+        conversion=_conversion(module),
     )
     figures = save_results(results, output_dir)
     if run is not None:
