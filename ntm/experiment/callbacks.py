@@ -7,6 +7,7 @@ validation time taken out), given `batch_size` below.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -55,3 +56,34 @@ class ValidationFigures(L.Callback):
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key=f"figures/{name}", images=[figure], step=step)
             plots.save(figure, self.folder / f"{name}_step{step:07d}.png")
+
+
+class RandomState(L.Callback):
+    """Saves torch's global random state in checkpoints and restores it on resume, so that
+    whatever draws from it (``model.memory_init=random``) goes on as if the run had never
+    stopped. (The training data does not draw from it: see `data.TaskStream`.)
+
+    Restored at the first training batch rather than on loading: Lightning draws from the
+    global generator in between (each new DataLoader iterator takes a seed from it), as the
+    uninterrupted run did before its checkpoint was written.
+    """
+
+    def __init__(self) -> None:
+        self._to_restore: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._to_restore = state
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if self._to_restore is None:
+            return
+        torch.set_rng_state(self._to_restore["cpu"])
+        if "cuda" in self._to_restore and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self._to_restore["cuda"])
+        self._to_restore = None
