@@ -6,6 +6,7 @@ validation time taken out), given `batch_size` below.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from ntm.experiment import plots
+from ntm.experiment.results import SKIPPED_STEPS, train_key
+
+log = logging.getLogger(__name__)
 
 
 def batch_size(batch) -> int:
@@ -56,6 +60,84 @@ class ValidationFigures(L.Callback):
                 if isinstance(logger, WandbLogger):
                     logger.log_image(key=f"figures/{name}", images=[figure], step=step)
             plots.save(figure, self.folder / f"{name}_step{step:07d}.png")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training stopped: updates kept coming out non-finite. The message names the steps and
+    the checkpoint to resume from."""
+
+
+class NonFiniteGuard(L.Callback):
+    """Keeps NaN and infinity out of the weights: an update whose loss or gradients are not
+    all finite is skipped (its gradients dropped, so the optimiser leaves the weights and its
+    moments alone) and counted, logged as ``train/skipped_steps``. After `max_in_a_row`
+    skipped updates in a row the weights are taken to be beyond repair, and training stops
+    with `TrainingDiverged` naming the steps and the last checkpoint.
+
+    The check runs before gradient clipping, which would turn an infinite gradient into a
+    finite one (``gradient_clip_algorithm: value`` clamps it to the clip value). It costs one
+    pass over the gradients and one flag read back to the host per optimizer step: on a CPU
+    nothing measurable; on a GPU one synchronisation per step (the host waits for the
+    backward pass before queuing the optimiser's kernels, so their launch no longer overlaps
+    it).
+    Under DDP the flag is reduced over ranks (one more small all-reduce), so that all skip
+    together and their weights stay equal.
+    """
+
+    def __init__(self, max_in_a_row: int = 10, checkpoint: str | Path | None = None) -> None:
+        """checkpoint: the file to name as the one to resume from (the run's last.ckpt)."""
+        if max_in_a_row < 1:
+            raise ValueError(f"max_in_a_row must be >= 1, got {max_in_a_row}")
+        self.max_in_a_row = max_in_a_row
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.skipped = 0  # over the whole run, resumes included
+        self.in_a_row = 0
+        self.saved_step: int | None = None  # the step of the last checkpoint written
+        self._loss: torch.Tensor | None = None
+
+    def on_before_backward(self, trainer, module, loss: torch.Tensor) -> None:
+        self._loss = loss.detach()
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, module, optimizer) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        # One norm per gradient in a single fused call (4x faster here than an isfinite per
+        # tensor): NaN and infinity propagate into it. A finite gradient whose norm overflows
+        # float32 (an element beyond ~1e19) counts as non-finite too: no use in such a step.
+        values = list(torch._foreach_norm([p.grad for p in params if p.grad is not None]))
+        if self._loss is not None:
+            values.append(self._loss.reshape(()))
+        finite = not values or bool(torch.stack(values).isfinite().all())  # the one host sync
+        if trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            for p in params:
+                p.grad = None  # no gradient: the optimiser skips the parameter entirely
+            self.skipped += 1
+            self.in_a_row += 1
+            step = trainer.global_step + 1
+            log.warning("update %d: non-finite loss or gradients, skipped", step)
+            if self.in_a_row >= self.max_in_a_row:
+                raise TrainingDiverged(self._message(step))
+        else:
+            self.in_a_row = 0
+        module.log(train_key(SKIPPED_STEPS), float(self.skipped))
+
+    def _message(self, step: int) -> str:
+        last = "no checkpoint was saved"
+        if self.checkpoint and self.checkpoint.exists():
+            last = f"the last checkpoint is {self.checkpoint} (step {self.saved_step})"
+        return (
+            f"training: non-finite loss or gradients in {self.in_a_row} updates in a row "
+            f"(updates {step - self.in_a_row + 1}-{step}), each skipped; {last}; resume with "
+            "a lower optimizer.lr, or allow more with callbacks.nonfinite.max_in_a_row"
+        )
+
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict[str, Any]) -> None:
+        self.saved_step = trainer.global_step
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.skipped = state["skipped"]
 
 
 class RandomState(L.Callback):

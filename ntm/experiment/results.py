@@ -31,6 +31,8 @@ BIT_ERRORS = "bit_errors"
 COST_BITS = "cost_bits"
 #: Sequences seen in training: the paper's x-axis.
 SEQUENCES = "sequences"
+#: Updates skipped for a non-finite loss or gradient (callbacks.NonFiniteGuard).
+SKIPPED_STEPS = "skipped_steps"
 #: The validation set that decides "solved", checkpoints and early stopping.
 IN_DISTRIBUTION = "in_distribution"
 #: Columns of a grid row that are measurements, not grid coordinates.
