@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_training import CONFIGS, ROOT, compose_train
 
+import compare
 from ntm.experiment.callbacks import TrainingDiverged
 from ntm.experiment.config import expand_aliases
 from ntm.experiment.module import SequenceModule
@@ -187,3 +188,156 @@ def test_training_that_keeps_diverging_exits_with_one_line(tmp_path, monkeypatch
     expected = "training: non-finite loss or gradients in 3 updates in a row (updates 2-4)"
     assert_one_line_error(status, stderr, expected, code=1)
     assert not (run / "summary.json").exists()
+
+
+# 3. One-line errors ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """last.ckpt of one-step runs: copy with the LSTM (the runs below), another task,
+    another controller; and a corrupt copy of the first."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    paths = {}
+    for name, overrides in {
+        "copy": [],
+        "associative_recall": ["task=associative_recall"],
+        "mlp": ["controller=mlp"],
+    }.items():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("WANDB_MODE", "disabled")
+            train_small(
+                folder / name, "trainer.max_steps=1", "trainer.val_check_interval=1", *overrides
+            )
+        paths[name] = folder / name / "checkpoints" / "last.ckpt"
+    good = paths["copy"].read_bytes()
+    paths["corrupt"] = folder / "corrupt.ckpt"
+    paths["corrupt"].write_bytes(good[: len(good) // 2])
+    # weights that do not fit the model their own config describes
+    mixed = torch.load(paths["copy"])
+    mixed["hyper_parameters"]["config"]["model"] = torch.load(paths["mlp"])["hyper_parameters"][
+        "config"
+    ]["model"]
+    paths["mixed"] = folder / "mixed.ckpt"
+    torch.save(mixed, paths["mixed"])
+    return paths
+
+
+TRAIN_ERRORS = {
+    "optimizer.lr=-1": "optimizer: Invalid learning rate: -1",
+    "optimizer.lr=abc": "optimizer.lr: expected a number, got 'abc'",
+    "seed=abc": "seed: expected an integer, got 'abc'",
+    "seed=-1": "seed: expected an integer from 0 to 2**32 - 1, got -1",
+    "data.batch_size=abc": "data.batch_size: expected an integer, got 'abc'",
+    "model.memory_slots=12x": "model.memory_slots: expected an integer, got '12x'",
+    "model.memory_width=1.5": "model.memory_width: expected an integer, got 1.5",
+    "evaluation.enabled=true evaluation.grid.length=[0]": (
+        "evaluation.grid: min_length must be >= 1, got min_length=0"
+    ),
+}
+
+
+@pytest.mark.parametrize(("arguments", "message"), TRAIN_ERRORS.items())
+def test_bad_values_fail_with_one_line(arguments, message, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    status, stderr = run_cli(
+        "train",
+        *SMALL,
+        *arguments.split(),
+        f"hydra.run.dir={run}",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert_one_line_error(status, stderr, message)
+    assert not (run / "summary.json").exists() and not (run / "checkpoints").exists()
+
+
+RESUME_ERRORS = {
+    "missing": ([], "ckpt_path: no such file: {path}"),
+    "corrupt": ([], "ckpt_path: {path} is not a readable checkpoint ("),
+    "associative_recall": (
+        [],
+        "ckpt_path: {path} holds ntm-lstm on AssociativeRecallTask, which does not fit this "
+        "run's ntm-lstm on CopyTask: model.cell.controller.cells.0.weight_ih is (64, 16), not "
+        "(64, 17)",
+    ),
+    "mlp": ([], "ckpt_path: {path} holds ntm-mlp on CopyTask, which does not fit this run's "),
+    "copy": (
+        ["optimizer=rmsprop"],
+        "ckpt_path: {path} was trained with torch.optim.Adam, this run uses "
+        "torch.optim.RMSprop: resume with the same optimizer",
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), RESUME_ERRORS.items(), ids=list(RESUME_ERRORS))
+def test_bad_checkpoints_fail_with_one_line(name, case, checkpoints, tmp_path, monkeypatch, capsys):
+    overrides, message = case
+    path = checkpoints.get(name, tmp_path / "missing.ckpt")
+    run = tmp_path / "run"
+    status, stderr = run_cli(
+        "train",
+        *SMALL,
+        *overrides,
+        f"ckpt_path={path}",
+        f"hydra.run.dir={run}",
+        monkeypatch=monkeypatch,
+        capsys=capsys,
+    )
+    assert_one_line_error(status, stderr, message.format(path=path))
+    assert not (run / "summary.json").exists() and not (run / "checkpoints").exists()
+
+
+EVALUATE_ERRORS = {
+    "no path": (None, [], "ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>"),
+    "missing": ("missing", [], "ckpt_path: no such file: {path}"),
+    "corrupt": ("corrupt", [], "ckpt_path: {path} is not a readable checkpoint ("),
+    "mixed": (
+        "mixed",
+        [],
+        "ckpt_path: {path}'s weights do not fit the model its config describes (ntm-mlp on "
+        "CopyTask): no ",
+    ),
+    "sequences": (
+        "copy",
+        ["evaluation.sequences=abc"],
+        "evaluation.sequences: expected an integer, got 'abc'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), EVALUATE_ERRORS.items(), ids=list(EVALUATE_ERRORS))
+def test_evaluate_fails_with_one_line(name, case, checkpoints, tmp_path, monkeypatch, capsys):
+    checkpoint, overrides, message = case
+    path = checkpoints.get(checkpoint, tmp_path / "missing.ckpt")
+    arguments = [*overrides, f"hydra.run.dir={tmp_path / 'evaluation'}"]
+    if checkpoint:
+        arguments.append(f"ckpt_path={path}")
+    status, stderr = run_cli("evaluate", *arguments, monkeypatch=monkeypatch, capsys=capsys)
+    assert_one_line_error(status, stderr, message.format(path=path))
+    assert not (tmp_path / "evaluation" / "results.json").exists()
+
+
+def test_compare_refuses_empty_missing_and_unreadable_folders(tmp_path, capsys):
+    def fails_with(message, *folders):
+        assert compare.main([str(f) for f in folders]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails_with(f"no run folders (summary.json) under {[empty]}", empty)
+    fails_with(f"{tmp_path / 'nowhere'}: no such folder", tmp_path / "nowhere")
+    (tmp_path / "file").write_text("")
+    fails_with(f"{tmp_path / 'file'}: not a folder", tmp_path / "file")
+    garbled = tmp_path / "garbled" / "run"
+    garbled.mkdir(parents=True)
+    (garbled / "summary.json").write_bytes(b"\xff\xfe{")
+    fails_with(
+        f"{garbled / 'summary.json'}: not a readable results file (UnicodeDecodeError)",
+        tmp_path / "garbled",
+    )
+    if os.geteuid() == 0:
+        pytest.skip("root reads any folder: cannot test an unreadable one")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0)
+    fails_with(f"{locked}: cannot read it (permission denied)", locked)

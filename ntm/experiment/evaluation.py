@@ -19,8 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ntm.experiment import plots
-from ntm.experiment.config import ConfigError, build_model, build_task
+from ntm.experiment import checkpoints, plots
+from ntm.experiment.config import (
+    ConfigError,
+    build_model,
+    build_task,
+    check_settings,
+    check_types,
+)
 from ntm.experiment.results import (
     BIT_ERRORS,
     COST_BITS,
@@ -163,6 +169,22 @@ def capacity(
     return Grid(parameter=key, rows=rows, longest_solved=longest)
 
 
+def check_evaluation(task: Any, settings: Mapping[str, Any]) -> None:
+    """A `ConfigError` now for evaluation settings that would otherwise fail only once
+    training is over: counts below 1, grid points the task refuses."""
+    counts = {k: settings[k] for k in ("sequences", "batch_size")}
+    counts.update({f"capacity.slots[{i}]": n for i, n in enumerate(settings["capacity"]["slots"])})
+    for name, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"evaluation.{name}: expected an integer >= 1, got {count!r}")
+    for name, grid in (("grid", settings["grid"]), ("capacity.grid", settings["capacity"]["grid"])):
+        for point in grid_points(grid):
+            try:
+                task.resolve(**as_difficulty(point))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"evaluation.{name}: {error}") from None
+
+
 def evaluate_model(
     model: nn.Module,
     task: Any,
@@ -225,28 +247,22 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     them)."""
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>")
+    check_settings(cfg)
     path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path: no such file: {path}")
     torch.set_num_threads(cfg.threads)
-    checkpoint = torch.load(path, map_location="cpu")
-    run_config = checkpoint.get("hyper_parameters", {}).get("config")
-    if run_config is None:
-        raise ConfigError(f"ckpt_path: {path} holds no run config: was it written by train.py?")
-    run_cfg = OmegaConf.create(run_config)
+    checkpoint = checkpoints.load(path)
+    run_cfg = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
     changes = {k: v for k, v in OmegaConf.to_container(cfg.evaluation).items() if v is not None}
     changes["capacity"] = {k: v for k, v in changes.get("capacity", {}).items() if v is not None}
-    run_cfg.evaluation = OmegaConf.merge(run_cfg.evaluation, changes)
+    trained_with = run_cfg.evaluation
+    run_cfg.evaluation = OmegaConf.merge(trained_with, changes)
+    check_types(run_cfg.evaluation, trained_with, "evaluation.")
     if "compile" in run_cfg.model:
         run_cfg.model.compile = False  # evaluation runs without gradients, eagerly
     task = build_task(run_cfg)
+    check_evaluation(task, OmegaConf.to_container(run_cfg.evaluation))
     model = build_model(run_cfg, task)
-    state = {
-        k.removeprefix("model."): v
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith("model.")
-    }
-    model.load_state_dict(state)
+    checkpoints.model_weights(checkpoint, model, path)
     results = evaluate_model(
         model,
         task,

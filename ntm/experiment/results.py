@@ -144,6 +144,10 @@ def read(path: str | Path, kind: type[Record]) -> Record:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ResultsFormatError(f"{path}: not valid JSON ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ResultsFormatError(
+            f"{path}: not a readable results file ({type(error).__name__})"
+        ) from None
     version = data.get("schema_version", 1) if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise ResultsFormatError(
