@@ -1,20 +1,29 @@
 """What a run promises when things go wrong: exact resume, no silent NaN, one-line errors for
 bad input, outputs that survive a kill, DDP over two processes."""
 
+import builtins
 import importlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
 from test_training import CONFIGS, ROOT, compose_train
 
 import compare
+from ntm.experiment import results
 from ntm.experiment.callbacks import TrainingDiverged
+from ntm.experiment.checkpoints import AtomicCheckpointIO
 from ntm.experiment.config import expand_aliases
 from ntm.experiment.module import SequenceModule
 from ntm.experiment.results import RunSummary, read
@@ -341,3 +350,93 @@ def test_compare_refuses_empty_missing_and_unreadable_folders(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0)
     fails_with(f"{locked}: cannot read it (permission denied)", locked)
+
+
+# 4. Outputs that survive -------------------------------------------------------------------
+
+
+def test_records_are_replaced_whole_and_readable_by_others(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+
+    def dies_halfway(file):
+        file.write(b"half")
+        raise KeyboardInterrupt  # e.g. Ctrl-C between writing and renaming
+
+    with pytest.raises(KeyboardInterrupt):
+        results.replace_atomically(path, dies_halfway)
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+    results.replace_atomically(path, lambda file: file.write(b"new"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_checkpoint_save_that_dies_leaves_the_last_one(tmp_path, monkeypatch):
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, path)
+
+    def dies_halfway(checkpoint, file):
+        file.write(b"PK\x03\x04 half a zip archive")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(OSError, match="No space"):
+        io.save_checkpoint({"global_step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["global_step"] == 1 and list(tmp_path.iterdir()) == [path]
+
+
+def test_checkpoints_are_never_written_in_place(tmp_path, monkeypatch):
+    # Lightning's own writer goes through the temp folder; where that is on another
+    # filesystem it copies over the old checkpoint, and a kill mid-copy leaves half a file.
+    other = Path("/dev/shm")
+    if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a temp folder on another filesystem than the run (/dev/shm)")
+    monkeypatch.setattr(tempfile, "tempdir", str(other))
+    written = []
+
+    def recording_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and set(mode) & set("wax+"):
+            written.append(Path(file).name)
+        return real_open(file, mode, *args, **kwargs)
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", recording_open)
+    train_small(tmp_path, "trainer.max_steps=6")
+    monkeypatch.undo()
+    assert not [name for name in written if name.endswith(".ckpt")], written
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 6
+
+
+def test_only_rank_zero_writes_the_records(tmp_path, monkeypatch):
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))
+    train_small(tmp_path, "trainer.max_steps=1", "evaluation.enabled=true")
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "results.json").exists()
+
+
+def run_folder(overrides: list[str]) -> str:
+    """The run folder `python train.py <overrides>` would get."""
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.choices.task = "copy"
+    HydraConfig.instance().set_config(cfg)
+    return str(cfg.hydra.run.dir)
+
+
+def test_runs_started_at_the_same_moment_get_their_own_folders(monkeypatch):
+    import hydra.core.utils
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 1, 12, 0, 0, 123456)
+
+    monkeypatch.setattr(hydra.core.utils, "datetime", Frozen)
+    folders = set()
+    for pid in (1000, 1001):
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        folders.add(run_folder(["model.compile=false"]))
+    assert len(folders) == 2, folders
+    assert all(f.startswith("outputs/copy/2026-01-01_12-00-00-123456") for f in folders)

@@ -1,4 +1,10 @@
-"""Checkpoints read back with one-line errors: for resuming (train.py) and evaluate.py."""
+"""Checkpoints: written whole or not at all, and read back with one-line errors.
+
+Lightning's own writer goes through a temporary file in the system's temp folder and moves
+it into place: a rename when both are on one filesystem, but a copy over the old checkpoint
+when they are not (a local /tmp, a network run folder), and a run killed during that copy
+has neither checkpoint. `AtomicCheckpointIO` writes beside the destination and renames.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ntm.experiment.config import ConfigError
+from ntm.experiment.results import replace_atomically
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, with each save a `replace_atomically` of the file (the
+    trainer's `plugins`, configs/trainer/default.yaml)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        replace_atomically(path, lambda file: torch.save(checkpoint, file))
 
 
 def load(path: str | Path) -> dict[str, Any]:

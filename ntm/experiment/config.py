@@ -6,6 +6,7 @@ the task states its input and output widths and the model is built with them.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -30,6 +31,10 @@ KEY_ALIASES = {"controller.": "model.controller."}
 ANY_TYPE = {"trainer.devices"}
 #: torch and numpy take seeds in [0, 2**32).
 SEED_LIMIT = 2**32
+
+# For run folder names (configs/train.yaml): two runs started in the same microsecond on one
+# machine still differ in their process id.
+OmegaConf.register_new_resolver("pid", lambda: os.getpid(), replace=True)
 
 
 class ConfigError(ValueError):

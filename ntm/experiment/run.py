@@ -69,9 +69,9 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # one writer: DDP ranks share the run folder
             write(summary, output_dir / SUMMARY_FILE)
-        log.info("summary: %s", summary)
+            log.info("summary: %s", summary)
         if (
             cfg.evaluation.enabled
             and not cfg.trainer.get("fast_dev_run")
