@@ -3,6 +3,7 @@ bad input, outputs that survive a kill, DDP over two processes."""
 
 import builtins
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -440,3 +441,47 @@ def test_runs_started_at_the_same_moment_get_their_own_folders(monkeypatch):
         folders.add(run_folder(["model.compile=false"]))
     assert len(folders) == 2, folders
     assert all(f.startswith("outputs/copy/2026-01-01_12-00-00-123456") for f in folders)
+
+
+# 5. DDP --------------------------------------------------------------------------------------
+
+
+def test_ddp_on_two_processes_splits_the_data_and_writes_one_summary(tmp_path):
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("needs torch.distributed with the gloo backend")
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    steps, batch = 4, 8
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *expand_aliases(SMALL),
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            f"trainer.max_steps={steps}",
+            "trainer.val_check_interval=2",
+            "data.val_batches=2",  # one batch for each rank
+            "+callbacks.probe._target_=probes.BatchProbe",
+            f"+callbacks.probe.folder={probe}",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        env=dict(
+            os.environ,
+            WANDB_MODE="disabled",
+            PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert all(len(r["batches"]) == steps for r in ranks)
+    assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])  # different data
+    assert ranks[0]["val"] == ranks[1]["val"]  # validation averaged over both ranks' shares
+    summary = read(run / "summary.json", RunSummary)
+    assert summary.steps == steps and summary.sequences_seen == steps * batch * 2
+    assert sorted(p.name for p in run.glob("*.json")) == ["summary.json"]
+    assert not list(run.glob(".summary.json.*"))  # no temporary file left behind

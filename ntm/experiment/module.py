@@ -89,6 +89,9 @@ class SequenceModule(L.LightningModule):
                 batch_size=inputs.shape[0],
                 add_dataloader_idx=False,
                 prog_bar=metric == BIT_ERRORS,
+                # Under DDP each rank validates on its share of the set: average over ranks
+                # (once per validation), so that every rank decides on the whole set.
+                sync_dist=True,
             )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
