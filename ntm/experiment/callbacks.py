@@ -77,9 +77,9 @@ class NonFiniteGuard(L.Callback):
     The check runs before gradient clipping, which would turn an infinite gradient into a
     finite one (``gradient_clip_algorithm: value`` clamps it to the clip value). It costs one
     pass over the gradients and one flag read back to the host per optimizer step: on a CPU
-    nothing measurable; on a GPU one synchronisation per step (the host waits for the
-    backward pass before queuing the optimiser's kernels, so their launch no longer overlaps
-    it).
+    0.1-0.2 ms (measured, the default NTM: about 1% of a compiled step at batch 8); on a GPU
+    also one synchronisation per step (the host waits for the backward pass before queuing
+    the optimiser's kernels, so their launch no longer overlaps it).
     Under DDP the flag is reduced over ranks (one more small all-reduce), so that all skip
     together and their weights stay equal.
     """
