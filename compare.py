@@ -17,6 +17,7 @@ type "comparison") whose charts overlay the models.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,12 +26,28 @@ from ntm.experiment.compare import compare, conversion_tables, load_runs
 from ntm.experiment.results import ResultsFormatError
 
 
+def folder_problem(folder: Path) -> str:
+    """Why `folder` cannot be searched for runs ('' if it can)."""
+    if not folder.exists():
+        return "no such folder"
+    if not folder.is_dir():
+        return "not a folder"
+    if not os.access(folder, os.R_OK | os.X_OK):
+        return "cannot read it (permission denied)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="multirun or outputs folders")
     parser.add_argument("--out", type=Path, default=None, help="default: the first folder")
     parser.add_argument("--wandb", action="store_true", help="also log a W&B comparison run")
     args = parser.parse_args(argv)
+    for folder in args.folders:
+        problem = folder_problem(folder)
+        if problem:
+            print(f"error: {folder}: {problem}", file=sys.stderr)
+            return 2
     try:
         runs = load_runs(args.folders)
     except ResultsFormatError as error:

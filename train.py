@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 
+from ntm.experiment.callbacks import TrainingDiverged
 from ntm.experiment.config import ConfigError, expand_aliases
 from ntm.experiment.run import train
 
@@ -33,9 +34,14 @@ def main(cfg: DictConfig) -> None:
             hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
         train(cfg, hydra_cfg.runtime.output_dir)
-    except ConfigError as error:
+    except ConfigError as error:  # bad input: exit 2 (in a sweep too: every job would fail)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records this job as failed and runs the sweep's other jobs
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import pytest
 import torch
 from test_tasks import assert_batch_equal, assert_well_formed
+from torch.utils.data import DataLoader
 
 from ntm.experiment.data import FixedTaskSet, TaskDataModule, TaskStream
 from tasks import Batch, CopyTask, RepeatCopyTask
@@ -27,17 +29,26 @@ def test_stream_is_deterministic_and_seeded() -> None:
     assert not torch.equal(next(a).inputs, first(stream).inputs)  # the stream moves on
 
 
-def test_stream_differs_across_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    stream = TaskStream(task=CopyTask(width=4, min_length=5, max_length=5), batch_size=4, seed=0)
+def test_stream_starts_anywhere_and_workers_split_it() -> None:
+    task = CopyTask(width=4, min_length=1, max_length=9)
+    whole = list(itertools.islice(TaskStream(task=task, batch_size=2, seed=0), 6))
+    resumed = TaskStream(task=task, batch_size=2, seed=0, start=3)
+    for expected, batch in zip(whole[3:], resumed, strict=False):
+        assert_batch_equal(expected, batch)
+    # Two worker processes each draw every other batch; the loader puts them back in order.
+    loader = DataLoader(TaskStream(task=task, batch_size=2, seed=0), batch_size=None, num_workers=2)
+    for expected, batch in zip(whole, itertools.islice(loader, 6), strict=True):
+        assert_batch_equal(expected, batch)
 
-    def as_worker(worker_id: int) -> Batch:
-        info = SimpleNamespace(id=worker_id, num_workers=2)
-        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
-        return first(stream)
 
-    zero, one = as_worker(0), as_worker(1)
-    assert not torch.equal(zero.inputs, one.inputs)
-    assert_batch_equal(one, as_worker(1))
+def test_datamodule_continues_the_stream_where_the_trainer_is() -> None:
+    task = CopyTask(width=4, min_length=1, max_length=9)
+    whole = list(itertools.islice(TaskStream(task=task, batch_size=2, seed=3), 11))
+    dm = TaskDataModule(task=task, batch_size=2, seed=3)
+    assert_batch_equal(whole[0], first(dm.train_dataloader()))
+    # A run resumed after 5 optimizer steps of 2 accumulated batches each.
+    dm.trainer = SimpleNamespace(global_step=5, accumulate_grad_batches=2)
+    assert_batch_equal(whole[10], first(dm.train_dataloader()))
 
 
 def test_stream_differs_across_ranks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -32,10 +35,83 @@ BUDGET_TOLERANCE = 0.1
 #: ``python train.py controller=mlp memory=small controller.hidden_size=50`` works.
 GROUP_ALIASES = {"controller": "model/controller", "memory": "model/memory"}
 KEY_ALIASES = {"controller.": "model.controller."}
+#: Keys whose values may differ in type from their default: Lightning takes "auto", a count
+#: or a list of devices.
+ANY_TYPE = {"trainer.devices"}
+#: torch and numpy take seeds in [0, 2**32).
+SEED_LIMIT = 2**32
+
+# For run folder names (configs/train.yaml): two runs started in the same microsecond on one
+# machine still differ in their process id.
+OmegaConf.register_new_resolver("pid", lambda: os.getpid(), replace=True)
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message says what to change."""
+
+
+def value_kind(default: Any) -> tuple[tuple[type, ...], str] | None:
+    """The types a key whose default is `default` takes, and how to say so (None: any)."""
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "an integer"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    return None
+
+
+def check_types(cfg: DictConfig, reference: DictConfig, prefix: str = "") -> None:
+    """A `ConfigError` for the first value of another type than the config files give its
+    key: text for a number (``seed=abc``), a fraction for a count (``model.memory_width=1.5``),
+    anything but true/false for a switch. Keys not in `reference`, keys that are
+    interpolations there, and null values are not checked."""
+    for key in reference:
+        name = f"{prefix}{key}"
+        if key not in cfg or name in ANY_TYPE or OmegaConf.is_interpolation(reference, key):
+            continue
+        expected, value = reference[key], cfg[key]
+        if isinstance(expected, DictConfig) and isinstance(value, DictConfig):
+            check_types(value, expected, f"{name}.")
+            continue
+        kind = value_kind(expected)
+        if kind is None or value is None:
+            continue
+        types, wanted = kind
+        # bool is a subclass of int, but a switch is no count and a count no switch
+        if not isinstance(value, types) or isinstance(value, bool) != (types == (bool,)):
+            raise ConfigError(f"{name}: expected {wanted}, got {value!r}")
+
+
+def file_defaults() -> DictConfig | None:
+    """This run's config as the files give it: the same config groups chosen, no ``key=value``
+    overrides. None outside a Hydra run."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    choices = [
+        f"{group}={choice}"
+        for group, choice in hydra_cfg.runtime.choices.items()
+        if not group.startswith("hydra") and choice is not None
+    ]
+    if GlobalHydra.instance().is_initialized():  # inside @hydra.main
+        return compose(hydra_cfg.job.config_name, overrides=choices)
+    source = next(s for s in hydra_cfg.runtime.config_sources if s.provider == "main")
+    with initialize_config_dir(source.path, version_base="1.3"):
+        return compose(hydra_cfg.job.config_name, overrides=choices)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Every value of a train.py or evaluate.py config typed as the config files type it, and
+    the top-level `seed` and `threads` in range."""
+    defaults = file_defaults()
+    if defaults is not None:
+        check_types(cfg, defaults)
+    seed, threads = cfg.get("seed", 0), cfg.threads
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"seed: expected an integer from 0 to 2**32 - 1, got {seed!r}")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
 
 
 def expand_aliases(overrides: list[str]) -> list[str]:
@@ -93,25 +169,16 @@ def load_trained(path: str | Path, what: str = "ckpt_path", *, compile: bool = F
     """The task and trained model of a checkpoint written by train.py, or a `ConfigError`
     naming `what`, the config key that gave the path. compile: an NTM's `compile` (its step
     compiled for calls with gradients enabled; off, evaluation runs eagerly)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what}: no such file: {path}")
-    checkpoint = torch.load(path, map_location="cpu")
-    stored = checkpoint.get("hyper_parameters", {})
-    if stored.get("config") is None:
-        raise ConfigError(f"{what}: {path} holds no run config: was it written by train.py?")
+    from ntm.experiment import checkpoints  # (it imports this module for ConfigError)
+
+    checkpoint = checkpoints.load(path, what)
+    stored = checkpoint["hyper_parameters"]
     cfg = OmegaConf.create(stored["config"])
     if "compile" in cfg.model:
         cfg.model.compile = compile
     task = build_task(cfg)
     model = build_model(cfg, task)
-    model.load_state_dict(
-        {
-            k.removeprefix("model."): v
-            for k, v in checkpoint["state_dict"].items()
-            if k.startswith("model.")
-        }
-    )
+    checkpoints.model_weights(checkpoint, model, path, what)
     converted = stored.get("conversion")
     return Trained(cfg, task, model.eval(), Conversion(**converted) if converted else None)
 
@@ -212,6 +279,11 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
                 f"{slots}: expect errors there (this is what capacity experiments measure)",
                 stacklevel=2,
             )
+    optimizer = instantiate_or_fail(cfg.optimizer, "optimizer")
+    try:  # torch checks its settings (lr >= 0, ...) on construction: now, not at step one
+        optimizer(model.parameters())
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"optimizer: {error}") from None
     student = {}
     if teacher is not None:
         record = conversion.record(cfg, teacher.config, parameter_count(teacher.model), target)
@@ -222,7 +294,7 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
         }
     module = SequenceModule(
         model=model,
-        optimizer=instantiate_or_fail(cfg.optimizer, "optimizer"),
+        optimizer=optimizer,
         val_set_names=datamodule.val_set_names,
         config=OmegaConf.to_container(cfg, resolve=True),
         **student,

@@ -7,6 +7,7 @@ Every batch comes whole from `Task.sample`, so DataLoaders run with ``batch_size
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator, Mapping
 
@@ -29,37 +30,40 @@ def distributed_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def stream_seed(seed: int, rank: int, worker: int) -> int:
-    """A 64-bit generator seed unique to (seed, rank, worker), the same on every run.
+def stream_seed(seed: int, rank: int, index: int) -> int:
+    """A 64-bit generator seed unique to (seed, rank, batch index), the same on every run.
 
-    Hashing rather than e.g. ``seed + worker`` keeps neighbouring seeds' streams unrelated
-    (seed 0 worker 1 would otherwise equal seed 1 worker 0).
+    Hashing rather than e.g. ``seed + index`` keeps neighbouring seeds' streams unrelated
+    (seed 0 batch 1 would otherwise equal seed 1 batch 0).
     """
-    digest = hashlib.sha256(f"{seed}/{rank}/{worker}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}/{rank}/{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 
 class TaskStream(IterableDataset):
-    """An endless stream of `Batch`es of `batch_size` sequences from `task`.
+    """An endless stream of `Batch`es of `batch_size` sequences from `task`, from batch
+    `start` on.
 
-    Each (rank, DataLoader worker) gets its own deterministic generator, so workers and ranks
-    see different data and a run is reproducible from `seed`. Iterating again restarts the
-    same stream.
+    Batch i is drawn from its own generator, seeded by (seed, rank, i): a run is reproducible
+    from `seed`, ranks see different data, and the stream can start anywhere, so a resumed run
+    continues exactly where its checkpoint left off. DataLoader worker w of W yields batches
+    w, w + W, ..., which the DataLoader interleaves back into order: the same stream whatever
+    the number of workers. Iterating again restarts at `start`.
     """
 
-    def __init__(self, *, task: Task, batch_size: int, seed: int) -> None:
+    def __init__(self, *, task: Task, batch_size: int, seed: int, start: int = 0) -> None:
         self.task = task
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.seed = seed
+        self.start = check_int("start", start, minimum=0)
 
     def __iter__(self) -> Iterator[Batch]:
         # Looked up through the module at call time so tests can patch it.
         worker = torch.utils.data.get_worker_info()
-        worker_id = worker.id if worker is not None else 0
-        generator = torch.Generator().manual_seed(
-            stream_seed(self.seed, distributed_rank(), worker_id)
-        )
-        while True:
+        first, stride = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        rank = distributed_rank()
+        for index in itertools.count(self.start + first, stride):
+            generator = torch.Generator().manual_seed(stream_seed(self.seed, rank, index))
             yield self.task.sample(self.batch_size, generator)
 
 
@@ -132,8 +136,17 @@ class TaskDataModule(L.LightningDataModule):
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self._val_datasets: list[FixedTaskSet] | None = None
 
+    def batches_trained(self) -> int:
+        """Training batches the attached trainer has consumed: 0 for a new run, the
+        checkpoint's position for a resumed one (Lightning restores the step first)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches
+
     def train_dataloader(self) -> DataLoader:
-        stream = TaskStream(task=self.task, batch_size=self.batch_size, seed=self.seed)
+        stream = TaskStream(
+            task=self.task, batch_size=self.batch_size, seed=self.seed, start=self.batches_trained()
+        )
         return DataLoader(
             stream,
             batch_size=None,

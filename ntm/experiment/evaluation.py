@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ntm.experiment import plots
-from ntm.experiment.config import ConfigError, load_trained
+from ntm.experiment.config import ConfigError, check_settings, check_types, load_trained
 from ntm.experiment.results import (
     AGREEMENT,
     BIT_ERRORS,
@@ -211,6 +211,22 @@ def capacity(
     return Grid(parameter=key, rows=rows, longest_solved=longest)
 
 
+def check_evaluation(task: Any, settings: Mapping[str, Any]) -> None:
+    """A `ConfigError` now for evaluation settings that would otherwise fail only once
+    training is over: counts below 1, grid points the task refuses."""
+    counts = {k: settings[k] for k in ("sequences", "batch_size")}
+    counts.update({f"capacity.slots[{i}]": n for i, n in enumerate(settings["capacity"]["slots"])})
+    for name, count in counts.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"evaluation.{name}: expected an integer >= 1, got {count!r}")
+    for name, grid in (("grid", settings["grid"]), ("capacity.grid", settings["capacity"]["grid"])):
+        for point in grid_points(grid):
+            try:
+                task.resolve(**as_difficulty(point))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"evaluation.{name}: {error}") from None
+
+
 def evaluate_model(
     model: nn.Module,
     task: Any,
@@ -279,12 +295,16 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     them)."""
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>")
+    check_settings(cfg)
     path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
     torch.set_num_threads(cfg.threads)
     run_cfg, task, model, conversion = load_trained(path)
     changes = {k: v for k, v in OmegaConf.to_container(cfg.evaluation).items() if v is not None}
     changes["capacity"] = {k: v for k, v in changes.get("capacity", {}).items() if v is not None}
-    run_cfg.evaluation = OmegaConf.merge(run_cfg.evaluation, changes)
+    trained_with = run_cfg.evaluation
+    run_cfg.evaluation = OmegaConf.merge(trained_with, changes)
+    check_types(run_cfg.evaluation, trained_with, "evaluation.")
+    check_evaluation(task, OmegaConf.to_container(run_cfg.evaluation))
     # A student is evaluated beside its teacher, as after training.
     teacher = load_trained(conversion.teacher, "teacher").model if conversion else None
     results = evaluate_model(

@@ -143,7 +143,9 @@ class SequenceModule(L.LightningModule):
                 batch_size=inputs.shape[0],
                 add_dataloader_idx=False,
                 prog_bar=metric == BIT_ERRORS,
-                sync_dist=True,  # under DDP each rank validates a shard: average over ranks
+                # Under DDP each rank validates on its share of the set: average over ranks
+                # (once per validation), so that every rank decides on the whole set.
+                sync_dist=True,
             )
 
     def on_validation_epoch_end(self) -> None:
@@ -152,3 +154,19 @@ class SequenceModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.parameters())
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        # An update skipped by callbacks.NonFiniteGuard has no gradients left to clip (and
+        # torch's clip_grad_value_ fails on none).
+        if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_train_start(self) -> None:
+        # A resumed run's optimiser state comes from its checkpoint, settings included; the
+        # configured ones win, so that e.g. a lower optimizer.lr takes effect on resume.
+        settings = getattr(self.optimizer_factory, "keywords", {})
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group.update(settings)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 #: Bumped whenever a record's fields change meaning or name; readers refuse other versions.
 #: Version 1 was the untyped JSON of the first release (no `schema_version` field); version 3
@@ -33,6 +34,8 @@ BIT_ERRORS = "bit_errors"
 COST_BITS = "cost_bits"
 #: Sequences seen in training: the paper's x-axis.
 SEQUENCES = "sequences"
+#: Updates skipped for a non-finite loss or gradient (callbacks.NonFiniteGuard).
+SKIPPED_STEPS = "skipped_steps"
 #: The validation set that decides "solved", checkpoints and early stopping.
 IN_DISTRIBUTION = "in_distribution"
 #: Diagnostics of a grid row: wrong bits at each scored position of the answer (a list), and
@@ -172,21 +175,32 @@ def run_label(record: RunSummary | EvaluationResults) -> str:
     return record.conversion.label(record.model) if record.conversion else record.model
 
 
-def write(record: RunSummary | EvaluationResults, path: str | Path) -> Path:
-    """Write `record` as JSON to `path` atomically: readers see the old file or the new one,
-    never half of one (a temporary file in the same folder, then a rename)."""
+def replace_atomically(path: str | Path, write_to: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file by calling `write_to` on a temporary file beside `path`, flushed to disk,
+    then renamed over `path`: readers, a killed process and a crashed machine all leave the
+    old file or the new one, never half of one. The file gets the usual permissions (0666
+    less the umask), not a temporary file's owner-only ones: results are for sharing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(dataclasses.asdict(record), indent=2)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
+        with os.fdopen(
+            os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb"
+        ) as file:
+            write_to(file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def write(record: RunSummary | EvaluationResults, path: str | Path) -> Path:
+    """Write `record` as JSON to `path` atomically (`replace_atomically`)."""
+    text = json.dumps(dataclasses.asdict(record), indent=2)
+    return replace_atomically(path, lambda file: file.write(text.encode()))
 
 
 def read(path: str | Path, kind: type[Record]) -> Record:
@@ -196,6 +210,10 @@ def read(path: str | Path, kind: type[Record]) -> Record:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ResultsFormatError(f"{path}: not valid JSON ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ResultsFormatError(
+            f"{path}: not a readable results file ({type(error).__name__})"
+        ) from None
     version = data.get("schema_version", 1) if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise ResultsFormatError(

@@ -20,9 +20,9 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from ntm.experiment import dashboard
-from ntm.experiment.config import build, instantiate_or_fail
-from ntm.experiment.evaluation import evaluate_model, save_results
+from ntm.experiment import checkpoints, dashboard
+from ntm.experiment.config import build, check_settings, instantiate_or_fail
+from ntm.experiment.evaluation import check_evaluation, evaluate_model, save_results
 from ntm.experiment.results import (
     BIT_ERRORS,
     IN_DISTRIBUTION,
@@ -47,9 +47,15 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
     """Train as `cfg` says, write `summary.json` (and, unless disabled, the evaluation) into
     `output_dir`, and return the summary."""
     output_dir = Path(output_dir)
+    check_settings(cfg)
     torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, datamodule, module = build(cfg)
+    if cfg.evaluation.enabled:
+        check_evaluation(task, OmegaConf.to_container(cfg.evaluation, resolve=True))
+    if cfg.get("ckpt_path"):  # refused now, before anything is written, not inside Lightning
+        resumed = checkpoints.load(cfg.ckpt_path)
+        checkpoints.check_resumable(resumed, module, cfg, cfg.ckpt_path)
 
     loggers = []
     if cfg.get("logger") and "_target_" in cfg.logger:
