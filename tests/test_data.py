@@ -10,7 +10,7 @@ import torch
 from test_tasks import assert_batch_equal, assert_well_formed
 from torch.utils.data import DataLoader
 
-from ntm.experiment.data import FixedTaskSet, TaskDataModule, TaskStream
+from ntm.experiment.data import Curriculum, FixedTaskSet, TaskDataModule, TaskStream
 from tasks import Batch, CopyTask, RepeatCopyTask
 
 
@@ -116,3 +116,44 @@ def test_datamodule_defaults_and_validation() -> None:
         TaskDataModule(task=task, batch_size=2, val_sets={"bad": {"length": 3}})
     with pytest.raises(ValueError, match="batch_size"):
         TaskDataModule(task=task, batch_size=0)
+
+
+def test_curriculum_widens_the_ranges_from_start_to_the_tasks_own() -> None:
+    task = RepeatCopyTask(width=3, min_length=1, max_length=10, min_repeats=1, max_repeats=10)
+    curriculum = Curriculum(
+        task=task, start={"max_length": 2, "max_repeats": 4}, sequences=100, batch_size=10
+    )
+    assert curriculum.ranges(0) == {
+        "min_length": 1, "max_length": 2, "min_repeats": 1, "max_repeats": 4
+    }  # fmt: skip
+    halfway = curriculum.ranges(5)  # 50 of 100 sequences: 2 + 0.5 * 8 and 4 + 0.5 * 6
+    assert (halfway["max_length"], halfway["max_repeats"]) == (6, 7)
+    assert curriculum.ranges(10) == curriculum.ranges(1_000) == task.difficulty
+
+
+def test_stream_follows_the_curriculum_and_resumes_on_it() -> None:
+    task = CopyTask(width=3, min_length=1, max_length=20)
+    curriculum = Curriculum(task=task, start={"max_length": 1}, sequences=40, batch_size=2)
+    stream = TaskStream(task=task, batch_size=2, seed=0, curriculum=curriculum)
+    whole = list(itertools.islice(stream, 30))
+    # copy has t = 2 L + 1 steps: only length 1 at first, longer ones later, none beyond 20
+    lengths = [(batch.inputs.shape[1] - 1) // 2 for batch in whole]
+    assert lengths[0] == 1
+    assert max(lengths[:3]) <= 3 and max(lengths) > 10 and max(lengths) <= 20
+    resumed = TaskStream(task=task, batch_size=2, seed=0, start=7, curriculum=curriculum)
+    for expected, batch in zip(whole[7:], resumed, strict=False):
+        assert_batch_equal(expected, batch)
+
+
+def test_curriculum_rejects_harder_or_unknown_starts() -> None:
+    task = CopyTask(width=3, min_length=1, max_length=20)
+    with pytest.raises(ValueError, match="easier than the task's ranges, got max_length=30 > 20"):
+        Curriculum(task=task, start={"max_length": 30}, sequences=10, batch_size=1)
+    with pytest.raises(TypeError, match="unknown difficulty"):
+        Curriculum(task=task, start={"max_lenght": 3}, sequences=10, batch_size=1)
+    with pytest.raises(ValueError, match="curriculum.sequences must be >= 1"):
+        Curriculum(task=task, start={"max_length": 3}, sequences=0, batch_size=1)
+    module = TaskDataModule(
+        task=task, batch_size=2, curriculum={"start": {"max_length": 2}, "sequences": 100}
+    )
+    assert module.train_dataloader().dataset.curriculum.ranges(0)["max_length"] == 2

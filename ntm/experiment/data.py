@@ -40,6 +40,38 @@ def stream_seed(seed: int, rank: int, index: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+class Curriculum:
+    """Training ranges that widen from easy ones to the task's own over the first `sequences`.
+
+    start: the ranges at the first batch, e.g. ``{"max_length": 2, "max_repeats": 2}``; every
+    range named there moves linearly (rounded) to the task's configured value by `sequences`
+    sequences seen and stays there. Difficulties are still drawn uniformly within the current
+    ranges, so easy sequences keep coming once harder ones appear. Like the stream itself it
+    is a function of the batch index alone: a resumed run sees the same ranges.
+    """
+
+    def __init__(
+        self, *, task: Task, start: Mapping[str, int], sequences: int, batch_size: int
+    ) -> None:
+        self.sequences = check_int("curriculum.sequences", sequences, minimum=1)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.start = task.resolve(**dict(start))  # checks names, floors, min <= max
+        self.end = task.difficulty
+        harder = [key for key in start if self.start[key] > self.end[key]]
+        if harder:
+            raise ValueError(
+                "curriculum.start must be easier than the task's ranges, got "
+                + ", ".join(f"{k}={self.start[k]} > {self.end[k]}" for k in harder)
+            )
+
+    def ranges(self, index: int) -> dict[str, int]:
+        """The ranges for training batch `index` (0-based)."""
+        progress = min(1.0, index * self.batch_size / self.sequences)
+        return {
+            key: round(low + progress * (self.end[key] - low)) for key, low in self.start.items()
+        }
+
+
 class TaskStream(IterableDataset):
     """An endless stream of `Batch`es of `batch_size` sequences from `task`, from batch
     `start` on.
@@ -48,14 +80,24 @@ class TaskStream(IterableDataset):
     from `seed`, ranks see different data, and the stream can start anywhere, so a resumed run
     continues exactly where its checkpoint left off. DataLoader worker w of W yields batches
     w, w + W, ..., which the DataLoader interleaves back into order: the same stream whatever
-    the number of workers. Iterating again restarts at `start`.
+    the number of workers. Iterating again restarts at `start`. With a `curriculum`, batch i
+    is drawn from its ranges for i instead of the task's own.
     """
 
-    def __init__(self, *, task: Task, batch_size: int, seed: int, start: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        task: Task,
+        batch_size: int,
+        seed: int,
+        start: int = 0,
+        curriculum: Curriculum | None = None,
+    ) -> None:
         self.task = task
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.seed = seed
         self.start = check_int("start", start, minimum=0)
+        self.curriculum = curriculum
 
     def __iter__(self) -> Iterator[Batch]:
         # Looked up through the module at call time so tests can patch it.
@@ -64,7 +106,8 @@ class TaskStream(IterableDataset):
         rank = distributed_rank()
         for index in itertools.count(self.start + first, stride):
             generator = torch.Generator().manual_seed(stream_seed(self.seed, rank, index))
-            yield self.task.sample(self.batch_size, generator)
+            ranges = {} if self.curriculum is None else self.curriculum.ranges(index)
+            yield self.task.sample(self.batch_size, generator, **ranges)
 
 
 class FixedTaskSet(Dataset):
@@ -106,6 +149,8 @@ class TaskDataModule(L.LightningDataModule):
         default ``{"train": {}}``. `val_dataloader` returns one loader per set in this order
         (Lightning's dataloader_idx indexes `val_set_names`).
     val_batches: batches per validation set. val_batch_size: defaults to `batch_size`.
+    curriculum: ``{"start": {...}, "sequences": n}`` to train from easy ranges up (`Curriculum`);
+        validation always uses the task's own ranges.
     """
 
     def __init__(
@@ -118,6 +163,7 @@ class TaskDataModule(L.LightningDataModule):
         val_batches: int = 4,
         val_batch_size: int | None = None,
         num_workers: int = 0,
+        curriculum: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__()
         self.task = task
@@ -134,6 +180,11 @@ class TaskDataModule(L.LightningDataModule):
             "val_batch_size", batch_size if val_batch_size is None else val_batch_size, minimum=1
         )
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
+        self.curriculum = (
+            None
+            if curriculum is None
+            else Curriculum(task=task, batch_size=self.batch_size, **dict(curriculum))
+        )
         self._val_datasets: list[FixedTaskSet] | None = None
 
     def batches_trained(self) -> int:
@@ -145,7 +196,11 @@ class TaskDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         stream = TaskStream(
-            task=self.task, batch_size=self.batch_size, seed=self.seed, start=self.batches_trained()
+            task=self.task,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            start=self.batches_trained(),
+            curriculum=self.curriculum,
         )
         return DataLoader(
             stream,
