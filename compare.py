@@ -3,9 +3,12 @@
     python train.py -m controller=lstm,mlp,transformer seed=0,1,2
     python train.py -m model=lstm_baseline seed=0,1,2
     python compare.py multirun/<date> [more folders ...] [--out comparison/] [--wandb]
+    python compare.py multirun/search --by optimizer.lr      # a search: one row per value
 
 Reads every run folder below the given folders (summary.json and, after evaluation,
-results.json) and writes <out>/comparison.md and <out>/generalisation_<task>.png: medians and
+results.json) and writes <out>/comparison.md, <out>/generalisation_<task>.png and, for runs
+logged with `logger=csv`, <out>/learning_<task>.png (validation bit errors against sequences
+seen, one line per run): medians and
 spread over seeds of sequences needed to solve the training distribution, bit errors at the
 generalisation grid points (1x, 2x, 3x, 6x the training length where the grid has them),
 longest length solved per memory size, parameter counts and training throughput; and for
@@ -42,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="multirun or outputs folders")
     parser.add_argument("--out", type=Path, default=None, help="default: the first folder")
     parser.add_argument("--wandb", action="store_true", help="also log a W&B comparison run")
+    parser.add_argument(
+        "--by",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="config keys that tell runs of one model apart, e.g. optimizer.lr (a search)",
+    )
     args = parser.parse_args(argv)
     for folder in args.folders:
         problem = folder_problem(folder)
@@ -50,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         runs = load_runs(args.folders)
+        tasks = compare(runs, by=args.by)
     except ResultsFormatError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -58,11 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or args.folders[0]
     out.mkdir(parents=True, exist_ok=True)
-    tasks = compare(runs)
     markdown = "\n".join([t.markdown for t in tasks] + [conversion_tables(runs)])
     (out / "comparison.md").write_text(markdown)
     print(markdown)
-    figures = {}
+    figures, learning_figures = {}, 0
     for task in tasks:
         if task.curves:
             figure = plots.plot_curves(
@@ -73,11 +83,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             figures[task.task] = out / f"generalisation_{task.task}.png"
             plots.save(figure, figures[task.task])
+        if task.learning:
+            figure = plots.plot_learning_curves(
+                task.learning,
+                solved_below=task.solved_below,
+                title=f"{task.task}: learning curves (runs logged with logger=csv)",
+            )
+            plots.save(figure, out / f"learning_{task.task}.png")
+            learning_figures += 1
     if args.wandb:
         from ntm.experiment.dashboard import log_comparison
 
         print(log_comparison(tasks, figures, folder=out, sources=args.folders))
-    print(f"wrote {out / 'comparison.md'} and {len(figures)} figure(s)")
+    print(f"wrote {out / 'comparison.md'} and {len(figures) + learning_figures} figure(s)")
     return 0
 
 

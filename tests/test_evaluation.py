@@ -10,6 +10,8 @@ import torch
 import compare
 from ntm import NTM, LSTMBaseline
 from ntm.experiment import results
+from ntm.experiment.compare import compare as compare_runs
+from ntm.experiment.compare import load_runs
 from ntm.experiment.evaluation import (
     as_difficulty,
     capacity,
@@ -123,8 +125,9 @@ def test_longest_solved_stops_at_the_first_failure():
     assert longest_solved(rows[2:3], "length", threshold=1.0) is None
 
 
-def fake_run(folder, *, model, seed, solved, sequences, errors):
-    """A run folder as training leaves it, written through the results module."""
+def fake_run(folder, *, model, seed, solved, sequences, errors, final=None, lr=1e-3):
+    """A run folder as training leaves it, written through the results module (and the
+    config file Hydra saves beside it); `final`: the last in-distribution bit errors."""
     summary = RunSummary(
         task="copy",
         model=model,
@@ -135,8 +138,10 @@ def fake_run(folder, *, model, seed, solved, sequences, errors):
         wall_time_s=10.0,
         solved=solved,
         solved_below=0.05,
-        metrics={},
+        metrics={} if final is None else {"val/in_distribution/bit_errors": final},
     )
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\noptimizer:\n  lr: {lr}\n")
     rows = [
         {"length": length, "memory_slots": 128, "bit_errors": e, "cost_bits": e, "sequences": 64}
         for length, e in zip([20, 40], errors, strict=True)
@@ -163,7 +168,7 @@ def test_records_round_trip_and_other_schemas_are_refused(tmp_path):
     )
     assert results.read(tmp_path / "summary.json", RunSummary) == summary
     assert results.read(tmp_path / "results.json", EvaluationResults) == evaluation
-    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+    assert not list(tmp_path.glob(".*.json*"))  # no temporary file left behind
 
     old = dataclasses.asdict(summary)
     del old["schema_version"]  # what the first version wrote
@@ -179,9 +184,10 @@ def test_records_round_trip_and_other_schemas_are_refused(tmp_path):
 
 def test_compare_builds_the_table_and_figures(tmp_path):
     sweep = tmp_path / "multirun"
-    fake_run(sweep / "0", model="ntm-lstm", seed=0, solved=True, sequences=1000, errors=[0, 0.5])
-    fake_run(sweep / "1", model="ntm-lstm", seed=1, solved=True, sequences=3000, errors=[0, 1.5])
-    fake_run(sweep / "2", model="ntm-lstm", seed=2, solved=False, sequences=9000, errors=[2, 9])
+    lstm = {"model": "ntm-lstm", "errors": [0, 0.5]}
+    fake_run(sweep / "0", **lstm, seed=0, solved=True, sequences=1000, final=0.0)
+    fake_run(sweep / "1", **lstm, seed=1, solved=True, sequences=3000, final=0.03, lr=2e-3)
+    fake_run(sweep / "2", **lstm | {"errors": [2, 9]}, seed=2, solved=False, sequences=9000)
     fake_run(
         sweep / "3", model="lstm_baseline", seed=0, solved=False, sequences=5000, errors=[4, 30]
     )
@@ -190,12 +196,27 @@ def test_compare_builds_the_table_and_figures(tmp_path):
     lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
     lstm = lines["| ntm-lstm"].split(" | ")
     assert lstm[1:4] == ["3", "2/3", "2,000 [1,000–3,000]"]  # median over solved runs only
-    assert lstm[4] == "1,000"
-    assert lstm[6] == "0 [0–2]" and lstm[7] == "1.50 [0.50–9]"
-    assert lstm[8] == "64: 20, 128: 40 |"
+    assert lstm[4] == "0.01 [0–0.03]"  # runs without the metric left out
+    assert lstm[5] == "1,000"
+    assert lstm[7] == "0 [0–2]" and lstm[8] == "0.50 [0.50–9]"
+    assert lstm[9] == "64: 20, 128: 40 |"
     assert "| lstm_baseline | 1 | 0/1 | - |" in table
     figure = tmp_path / "out" / "generalisation_copy.png"
     assert figure.stat().st_size > 1000
+
+
+def test_compare_by_a_setting_gives_each_value_its_row(tmp_path, capsys):
+    for seed, lr in [(0, 1e-3), (1, 1e-3), (0, 2e-3)]:
+        fake_run(
+            tmp_path / f"{lr}-{seed}", model="ntm-mlp", seed=seed, lr=lr, solved=lr > 1e-3,
+            sequences=800, errors=[0, 1],
+        )  # fmt: skip
+    assert compare.main([str(tmp_path), "--by", "optimizer.lr", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| ntm-mlp, optimizer.lr=0.001 | 2 | 0/2 |" in table
+    assert "| ntm-mlp, optimizer.lr=0.002 | 1 | 1/1 | 800 |" in table
+    assert compare.main([str(tmp_path), "--by", "optimizer.momentum"]) == 2
+    assert "its config has no key 'optimizer.momentum'" in capsys.readouterr().err
 
 
 def test_compare_without_runs_or_with_old_records_is_an_error(tmp_path, capsys):
@@ -204,3 +225,18 @@ def test_compare_without_runs_or_with_old_records_is_an_error(tmp_path, capsys):
     (tmp_path / "run" / "summary.json").write_text(json.dumps({"task": "copy"}))
     assert compare.main([str(tmp_path)]) == 2
     assert "schema version 1" in capsys.readouterr().err
+
+
+def test_compare_draws_learning_curves_from_csv_logs(tmp_path):
+    fake_run(tmp_path / "a", model="ntm-lstm", seed=0, solved=True, sequences=800, errors=[0, 1])
+    log = tmp_path / "a" / "csv" / "version_0" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "step,sequences,train/loss,val/in_distribution/bit_errors\n"
+        "0,8,0.7,\n199,1600,,40.0\n399,3200,,0.02\n"
+    )
+    fake_run(tmp_path / "b", model="ntm-lstm", seed=1, solved=True, sequences=800, errors=[0, 1])
+    (task,) = compare_runs(load_runs([tmp_path]))
+    assert task.learning == {"ntm-lstm": [([1600, 3200], [40.0, 0.02])]}  # b has no CSV log
+    assert compare.main([str(tmp_path)]) == 0
+    assert (tmp_path / "learning_copy.png").stat().st_size > 1000

@@ -3,11 +3,14 @@ curves. Reads the records of `results.py`; `compare.py` at the top is its comman
 
 from __future__ import annotations
 
+import csv
 import statistics
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from ntm.experiment.results import (
     AGREEMENT,
@@ -17,11 +20,16 @@ from ntm.experiment.results import (
     SUMMARY_FILE,
     TEACHER_BIT_ERRORS,
     EvaluationResults,
+    ResultsFormatError,
     RunSummary,
     point_label,
     read,
     run_label,
+    val_key,
 )
+
+#: The metric a run is judged solved on, as its summary last saw it.
+FINAL = val_key("in_distribution", BIT_ERRORS)
 
 
 @dataclass
@@ -97,6 +105,8 @@ class TaskComparison:
     trained_max: int | None  # its longest trained value
     curves: Curves  # bit errors along the generalisation grid
     capacity: Curves  # longest `parameter` solved per memory size (models with memory)
+    learning: dict[str, list[tuple[list, list]]]  # model -> (sequences, bit errors) per run
+    solved_below: float
 
     @property
     def markdown(self) -> str:
@@ -106,6 +116,8 @@ class TaskComparison:
         lines += [
             "",
             "Cells are median [min–max] over seeds. 'sequences to solve' counts solved runs only; "
+            "'bit errors at the end' are per sequence on the in-distribution validation set at "
+            "the last validation (a solved run stops there); "
             "'longest solved' is the largest grid value under the run's `point_solved_below` bit "
             "errors per sequence, per memory size.\n",
         ]
@@ -127,12 +139,44 @@ def _curve(values: dict[int, list[float]]) -> tuple[list, list, list, list]:
     )
 
 
-def compare(runs: list[Run]) -> list[TaskComparison]:
-    """Per task: the markdown table and, per model, the generalisation curve."""
+def setting(run: Run, key: str) -> str:
+    """The run's value of a config key (``optimizer.lr``) as its saved Hydra config gives it."""
+    path = run.folder / ".hydra" / "config.yaml"
+    if not path.exists():
+        raise ResultsFormatError(f"{run.folder}: no .hydra/config.yaml to read {key} from")
+    value = OmegaConf.select(OmegaConf.load(path), key, default=MISSING_SETTING)
+    if value is MISSING_SETTING:
+        raise ResultsFormatError(f"{run.folder}: its config has no key {key!r}")
+    return str(value)
+
+
+MISSING_SETTING = object()
+
+
+def compare(runs: list[Run], by: Iterable[str] = ()) -> list[TaskComparison]:
+    """Per task: the markdown table and, per model, the generalisation curve. `by`: config
+    keys (e.g. ``optimizer.lr``) whose values tell runs of one model apart, as in a search:
+    each value becomes a row of its own, labelled ``ntm-lstm, optimizer.lr=0.002``."""
     by_task: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        by_task[run.summary.task][run_label(run.summary)].append(run)
+        label = ", ".join([run_label(run.summary)] + [f"{k}={setting(run, k)}" for k in by])
+        by_task[run.summary.task][label].append(run)
     return [_compare_task(task, models) for task, models in sorted(by_task.items())]
+
+
+def learning_curve(run: Run) -> tuple[list[int], list[float]] | None:
+    """In-distribution validation bit errors against sequences seen, from the run's CSV log
+    (`logger=csv`); None for a run logged otherwise."""
+    logs = sorted(run.folder.glob("csv/*/metrics.csv"))
+    if not logs:
+        return None
+    points = {}
+    for log in logs:  # a resumed run writes a second version
+        with open(log, newline="") as file:
+            for row in csv.DictReader(file):
+                if row.get(FINAL) and row.get("sequences"):
+                    points[int(float(row["sequences"]))] = float(row[FINAL])
+    return (sorted(points), [points[x] for x in sorted(points)]) if points else None
 
 
 def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
@@ -147,6 +191,7 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
         "runs",
         "solved",
         "sequences to solve",
+        "bit errors at the end",
         "parameters",
         "sequences/s",
         *[f"bit errors, {p}{_multiple(p, trained)}" for p in points],
@@ -155,7 +200,9 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
     rows: list[list[str]] = []
     curves: Curves = {}
     capacity: Curves = {}
+    learning: dict[str, list[tuple[list, list]]] = {}
     for name, runs in sorted(models.items()):
+        learning[name] = [c for c in map(learning_curve, runs) if c is not None]
         summaries = [run.summary for run in runs]
         solved = [s for s in summaries if s.solved]
         errors: dict[str, list[float]] = defaultdict(list)
@@ -173,6 +220,7 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
             str(len(runs)),
             f"{len(solved)}/{len(runs)}",
             spread([s.sequences_seen for s in solved]),
+            spread([s.metrics[FINAL] for s in summaries if FINAL in s.metrics]),
             spread([s.parameters for s in summaries]),
             spread([s.sequences_seen / s.wall_time_s for s in summaries if s.wall_time_s]),
             *[spread(errors[p]) for p in points],
@@ -185,7 +233,11 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
         if longest:
             capacity[name] = _curve(longest)
     trained_max = trained.get(f"max_{parameter}") if parameter else None
-    return TaskComparison(task, header, rows, parameter, trained_max, curves, capacity)
+    solved_below = next(iter(models.values()))[0].summary.solved_below
+    learning = {name: lines for name, lines in learning.items() if lines}
+    return TaskComparison(
+        task, header, rows, parameter, trained_max, curves, capacity, learning, solved_below
+    )
 
 
 #: The conversion table's measurements, each with the scale it is shown at.

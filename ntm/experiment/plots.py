@@ -129,6 +129,32 @@ def plot_curves(
     return figure
 
 
+def plot_learning_curves(
+    runs: dict[str, list[tuple[list, list]]], *, solved_below: float | None, title: str = ""
+):
+    """Validation bit errors against sequences seen: label -> one (x, y) per run, a colour
+    per label and a line per seed; `solved_below` drawn as the line runs stop at."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, lines) in enumerate(runs.items()):
+        for seed, (x, y) in enumerate(lines):
+            colour = colours[index % len(colours)]
+            axis.plot(x, y, color=colour, alpha=0.8, label=None if seed else label)
+    if solved_below is not None:
+        axis.axhline(solved_below, color="gray", linestyle="--", linewidth=1, label="solved")
+    axis.set_yscale("symlog", linthresh=0.1)
+    axis.set_ylim(bottom=0)
+    axis.set_xlabel("sequences seen")
+    axis.set_ylabel("bit errors per sequence (validation)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def grid_series(
     rows: list[dict[str, Any]], x_key: str, y_key: str = BIT_ERRORS, name: str = ""
 ) -> dict[str, tuple[list, list, None, None]]:
