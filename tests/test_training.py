@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -165,6 +166,7 @@ def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(t
         ("task.min_length=5", None),  # fine on its own: min 5 <= max 20
         ("task.min_length=30", "min_length"),
         ("task.max_length=-1", "max_length"),
+        ("lr_warmup_steps=-1", "lr_warmup_steps: expected an integer >= 0, got -1"),
     ],
 )
 def test_bad_sizes_fail_before_training_with_one_message(override, message, tmp_path):
@@ -192,3 +194,36 @@ def test_cli_errors_are_one_clear_message(tmp_path):
     assert bad.returncode == 2
     assert "error: model: " in bad.stderr and "write head" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+class LearningRates(L.Callback):
+    """The learning rate of every update."""
+
+    def __init__(self):
+        self.rates = []
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        self.rates.append(optimizer.param_groups[0]["lr"])
+
+
+def test_warmup_raises_the_learning_rate_linearly_and_resumes_where_it_stood(tmp_path):
+    overrides = ["task=copy", "task.max_length=2", "lr_warmup_steps=4", "optimizer.lr=0.01"]
+    overrides += ["model=lstm_baseline", "logger=none", "callbacks.figures=null"]
+
+    def fit(max_steps, ckpt_path=None):
+        cfg = compose_train([*overrides, f"trainer.max_steps={max_steps}"], tmp_path)
+        _, data, module = build(cfg)
+        rates = LearningRates()
+        trainer = L.Trainer(
+            max_steps=max_steps, callbacks=[rates], logger=False, enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return trainer, rates.rates
+
+    _, rates = fit(6)
+    assert rates == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01])
+    first, _ = fit(2)
+    first.save_checkpoint(tmp_path / "two.ckpt")
+    _, resumed = fit(6, ckpt_path=str(tmp_path / "two.ckpt"))
+    assert resumed == pytest.approx(rates[2:])

@@ -284,6 +284,9 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
         optimizer(model.parameters())
     except (ValueError, TypeError) as error:
         raise ConfigError(f"optimizer: {error}") from None
+    warmup_steps = cfg.get("lr_warmup_steps", 0)  # absent from older checkpoints' configs
+    if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
+        raise ConfigError(f"lr_warmup_steps: expected an integer >= 0, got {warmup_steps!r}")
     student = {}
     if teacher is not None:
         record = conversion.record(cfg, teacher.config, parameter_count(teacher.model), target)
@@ -297,6 +300,7 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
         optimizer=optimizer,
         val_set_names=datamodule.val_set_names,
         config=OmegaConf.to_container(cfg, resolve=True),
+        warmup_steps=warmup_steps,
         **student,
     )
     return task, datamodule, module

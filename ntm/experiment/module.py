@@ -34,6 +34,17 @@ from ntm.metrics import (
 )
 
 
+class LinearWarmup:
+    """A `LambdaLR` factor rising linearly to 1 over `steps` updates. An object, not a lambda,
+    so that the schedule is saved in checkpoints and a resumed run goes on where it stood."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __call__(self, step: int) -> float:
+        return min(1.0, (step + 1) / self.steps)
+
+
 class SequenceModule(L.LightningModule):
     """Trains `model` (an `NTM`, `LSTMBaseline` or anything returning ``(logits, state)``) on
     batches ``(inputs (b, t, i), targets (b, t, o), mask (b, t))``.
@@ -51,6 +62,8 @@ class SequenceModule(L.LightningModule):
     submodule: its weights stay out of this module's state_dict, optimiser and checkpoints.
     conversion: plain values stored in the checkpoint beside `config`: who the teacher was
     (the fields of `results.Conversion`).
+    warmup_steps: the learning rate rises linearly from lr / warmup_steps to lr over this many
+    updates (`LinearWarmup`); 0: none.
     """
 
     #: Read by Lightning's ThroughputMonitor; FLOPs are not counted (nothing to compare them to
@@ -67,6 +80,7 @@ class SequenceModule(L.LightningModule):
         teacher: nn.Module | None = None,
         temperature: float = 1.0,
         conversion: Mapping[str, Any] | None = None,
+        warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "teacher"])
@@ -77,6 +91,7 @@ class SequenceModule(L.LightningModule):
         self.__dict__["teacher"] = teacher
         self.temperature = temperature
         self.optimizer_factory = optimizer
+        self.warmup_steps = warmup_steps
         self.val_set_names = list(val_set_names)
         # The paper's x-axis. A buffer, so it is saved in checkpoints and resumes with them.
         self.register_buffer("sequences_seen", torch.zeros((), dtype=torch.long))
@@ -152,8 +167,12 @@ class SequenceModule(L.LightningModule):
         # With the validation metrics, so that their row has its own x value on W&B.
         self.log(SEQUENCES, self.sequences_seen.float(), sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = self.optimizer_factory(self.parameters())
+        if not self.warmup_steps:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(self.warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
@@ -170,3 +189,10 @@ class SequenceModule(L.LightningModule):
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
+        # The warm-up scales the configured rate from where the schedule stands (0 when new).
+        for config in self.trainer.lr_scheduler_configs:
+            schedule = config.scheduler
+            groups = schedule.optimizer.param_groups
+            schedule.base_lrs = [group["lr"] for group in groups]
+            for group, factor in zip(groups, schedule.lr_lambdas, strict=True):
+                group["lr"] *= factor(schedule.last_epoch)
