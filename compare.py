@@ -3,7 +3,7 @@
     python train.py -m controller=lstm,mlp,transformer seed=0,1,2
     python train.py -m model=lstm_baseline seed=0,1,2
     python compare.py multirun/<date> [more folders ...] [--out comparison/] [--wandb]
-    python compare.py multirun/search --by optimizer.lr      # a search: one row per value
+    python compare.py multirun/search --by optimizer.lr     # a search: a row per value
 
 Reads every run folder below the given folders (summary.json and, after evaluation,
 results.json) and writes <out>/comparison.md, <out>/generalisation_<task>.png and, for runs
@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb", action="store_true", help="also log a W&B comparison run")
     parser.add_argument(
         "--by",
-        nargs="+",
+        action="append",
         default=[],
         metavar="KEY",
-        help="config keys that tell runs of one model apart, e.g. optimizer.lr (a search)",
+        help="a config key that tells runs of one model apart, e.g. optimizer.lr (a search); "
+        "repeat it for several",
     )
     args = parser.parse_args(argv)
     for folder in args.folders:

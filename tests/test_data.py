@@ -10,6 +10,7 @@ import torch
 from test_tasks import assert_batch_equal, assert_well_formed
 from torch.utils.data import DataLoader
 
+from ntm.experiment.conversion import WiderTask
 from ntm.experiment.data import Curriculum, FixedTaskSet, TaskDataModule, TaskStream
 from tasks import Batch, CopyTask, RepeatCopyTask
 
@@ -123,12 +124,12 @@ def test_curriculum_widens_the_ranges_from_start_to_the_tasks_own() -> None:
     curriculum = Curriculum(
         task=task, start={"max_length": 2, "max_repeats": 4}, sequences=100, batch_size=10
     )
-    assert curriculum.ranges(0) == {
-        "min_length": 1, "max_length": 2, "min_repeats": 1, "max_repeats": 4
-    }  # fmt: skip
-    halfway = curriculum.ranges(5)  # 50 of 100 sequences: 2 + 0.5 * 8 and 4 + 0.5 * 6
-    assert (halfway["max_length"], halfway["max_repeats"]) == (6, 7)
-    assert curriculum.ranges(10) == curriculum.ranges(1_000) == task.difficulty
+    assert curriculum.ranges(0) == {"max_length": 2, "max_repeats": 4}  # only what it names
+    halfway = {"max_length": 6, "max_repeats": 7}  # 50 of 100 sequences: 2 + 4 and 4 + 3
+    assert curriculum.ranges(5) == curriculum.ranges(1, world_size=5) == halfway
+    assert (
+        curriculum.ranges(10) == curriculum.ranges(1_000) == {"max_length": 10, "max_repeats": 10}
+    )
 
 
 def test_stream_follows_the_curriculum_and_resumes_on_it() -> None:
@@ -153,6 +154,11 @@ def test_curriculum_rejects_harder_or_unknown_starts() -> None:
         Curriculum(task=task, start={"max_lenght": 3}, sequences=10, batch_size=1)
     with pytest.raises(ValueError, match="curriculum.sequences must be >= 1"):
         Curriculum(task=task, start={"max_length": 3}, sequences=0, batch_size=1)
+    # A wider training stream (conversion's teacher_inputs) is where a curriculum ends.
+    wider = WiderTask(task, {"max_length": 40})
+    assert Curriculum(task=wider, start={"max_length": 30}, sequences=4, batch_size=1).ranges(
+        4
+    ) == {"max_length": 40}
     module = TaskDataModule(
         task=task, batch_size=2, curriculum={"start": {"max_length": 2}, "sequences": 100}
     )

@@ -167,6 +167,7 @@ def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(t
         ("task.min_length=30", "min_length"),
         ("task.max_length=-1", "max_length"),
         ("lr_warmup_steps=-1", "lr_warmup_steps: expected an integer >= 0, got -1"),
+        ("data.curriculum={start:{max_length:30},sequences:10}", "got max_length=30 > 20"),
     ],
 )
 def test_bad_sizes_fail_before_training_with_one_message(override, message, tmp_path):
@@ -227,3 +228,6 @@ def test_warmup_raises_the_learning_rate_linearly_and_resumes_where_it_stood(tmp
     first.save_checkpoint(tmp_path / "two.ckpt")
     _, resumed = fit(6, ckpt_path=str(tmp_path / "two.ckpt"))
     assert resumed == pytest.approx(rates[2:])
+    overrides[2] = "lr_warmup_steps=8"  # configured settings win on resume, as lr does
+    _, longer = fit(4, ckpt_path=str(tmp_path / "two.ckpt"))
+    assert longer == pytest.approx([0.00375, 0.005])

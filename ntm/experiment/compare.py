@@ -167,11 +167,15 @@ def compare(runs: list[Run], by: Iterable[str] = ()) -> list[TaskComparison]:
 def learning_curve(run: Run) -> tuple[list[int], list[float]] | None:
     """In-distribution validation bit errors against sequences seen, from the run's CSV log
     (`logger=csv`); None for a run logged otherwise."""
-    logs = sorted(run.folder.glob("csv/*/metrics.csv"))
+    # version_<n>: a run resumed into its own folder logs a new version; later ones win
+    logs = sorted(
+        run.folder.glob("csv/version_*/metrics.csv"),
+        key=lambda log: int(log.parent.name.removeprefix("version_")),
+    )
     if not logs:
         return None
     points = {}
-    for log in logs:  # a resumed run writes a second version
+    for log in logs:
         with open(log, newline="") as file:
             for row in csv.DictReader(file):
                 if row.get(FINAL) and row.get("sequences"):

@@ -30,6 +30,13 @@ def distributed_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def distributed_world_size() -> int:
+    """The number of processes training together (1 without torch.distributed or $WORLD_SIZE)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def stream_seed(seed: int, rank: int, index: int) -> int:
     """A 64-bit generator seed unique to (seed, rank, batch index), the same on every run.
 
@@ -41,32 +48,42 @@ def stream_seed(seed: int, rank: int, index: int) -> int:
 
 
 class Curriculum:
-    """Training ranges that widen from easy ones to the task's own over the first `sequences`.
+    """Training ranges that move from easy ones to the task's own over the first `sequences`.
 
-    start: the ranges at the first batch, e.g. ``{"max_length": 2, "max_repeats": 2}``; every
-    range named there moves linearly (rounded) to the task's configured value by `sequences`
-    sequences seen and stays there. Difficulties are still drawn uniformly within the current
-    ranges, so easy sequences keep coming once harder ones appear. Like the stream itself it
-    is a function of the batch index alone: a resumed run sees the same ranges.
+    start: range bounds at the first batch, e.g. ``{"max_length": 2, "max_repeats": 2}``; each
+    bound named there moves linearly (rounded) to the value the stream would otherwise use by
+    `sequences` sequences seen (over all ranks) and stays there; the bounds not named keep
+    their values. Difficulties are still drawn uniformly within the current ranges, so with
+    only ``max_*`` bounds named easy sequences keep coming once harder ones appear. Like the
+    stream itself it is a function of the batch index alone: a resumed run sees the same ranges.
     """
 
     def __init__(
-        self, *, task: Task, start: Mapping[str, int], sequences: int, batch_size: int
+        self,
+        *,
+        task: Task,
+        start: Mapping[str, int],
+        sequences: int,
+        batch_size: int,
     ) -> None:
         self.sequences = check_int("curriculum.sequences", sequences, minimum=1)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.start = task.resolve(**dict(start))  # checks names, floors, min <= max
-        self.end = task.difficulty
-        harder = [key for key in start if self.start[key] > self.end[key]]
+        # A stream of a conversion.WiderTask draws from its wider `ranges`: end there.
+        end = task.resolve(**getattr(task, "ranges", {}))
+        first = task.resolve(**{**end, **start})  # checks names, floors, min <= max
+        harder = [key for key in start if first[key] > end[key]]
         if harder:
             raise ValueError(
                 "curriculum.start must be easier than the task's ranges, got "
-                + ", ".join(f"{k}={self.start[k]} > {self.end[k]}" for k in harder)
+                + ", ".join(f"{key}={first[key]} > {end[key]}" for key in harder)
             )
+        self.start = {key: first[key] for key in start}
+        self.end = {key: end[key] for key in start}
 
-    def ranges(self, index: int) -> dict[str, int]:
-        """The ranges for training batch `index` (0-based)."""
-        progress = min(1.0, index * self.batch_size / self.sequences)
+    def ranges(self, index: int, world_size: int = 1) -> dict[str, int]:
+        """The bounds named in `start` for training batch `index` (0-based) of each of
+        `world_size` processes."""
+        progress = min(1.0, index * self.batch_size * world_size / self.sequences)
         return {
             key: round(low + progress * (self.end[key] - low)) for key, low in self.start.items()
         }
@@ -103,10 +120,10 @@ class TaskStream(IterableDataset):
         # Looked up through the module at call time so tests can patch it.
         worker = torch.utils.data.get_worker_info()
         first, stride = (0, 1) if worker is None else (worker.id, worker.num_workers)
-        rank = distributed_rank()
+        rank, world_size = distributed_rank(), distributed_world_size()
         for index in itertools.count(self.start + first, stride):
             generator = torch.Generator().manual_seed(stream_seed(self.seed, rank, index))
-            ranges = {} if self.curriculum is None else self.curriculum.ranges(index)
+            ranges = {} if self.curriculum is None else self.curriculum.ranges(index, world_size)
             yield self.task.sample(self.batch_size, generator, **ranges)
 
 

@@ -35,8 +35,7 @@ from ntm.metrics import (
 
 
 class LinearWarmup:
-    """A `LambdaLR` factor rising linearly to 1 over `steps` updates. An object, not a lambda,
-    so that the schedule is saved in checkpoints and a resumed run goes on where it stood."""
+    """A `LambdaLR` factor rising linearly from 1 / `steps` to 1 over `steps` updates."""
 
     def __init__(self, steps: int) -> None:
         self.steps = steps
@@ -63,7 +62,8 @@ class SequenceModule(L.LightningModule):
     conversion: plain values stored in the checkpoint beside `config`: who the teacher was
     (the fields of `results.Conversion`).
     warmup_steps: the learning rate rises linearly from lr / warmup_steps to lr over this many
-    updates (`LinearWarmup`); 0: none.
+    updates (`LinearWarmup`); 0: none. A resumed run goes on from its checkpoint's step, with
+    the configured warm-up and rate.
     """
 
     #: Read by Lightning's ThroughputMonitor; FLOPs are not counted (nothing to compare them to
@@ -189,10 +189,13 @@ class SequenceModule(L.LightningModule):
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
-        # The warm-up scales the configured rate from where the schedule stands (0 when new).
+        # The warm-up, as configured too, scales the rate from where the schedule stands.
         for config in self.trainer.lr_scheduler_configs:
             schedule = config.scheduler
             groups = schedule.optimizer.param_groups
-            schedule.base_lrs = [group["lr"] for group in groups]
-            for group, factor in zip(groups, schedule.lr_lambdas, strict=True):
-                group["lr"] *= factor(schedule.last_epoch)
+            warmup = LinearWarmup(self.warmup_steps)
+            schedule.lr_lambdas = [warmup] * len(groups)
+            schedule.base_lrs = [settings.get("lr", group["initial_lr"]) for group in groups]
+            for group, base in zip(groups, schedule.base_lrs, strict=True):
+                group["initial_lr"] = base
+                group["lr"] = base * warmup(schedule.last_epoch)
