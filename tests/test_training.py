@@ -72,6 +72,18 @@ def test_model_parts_nest_and_short_names_still_work(tmp_path):
     assert paper.optimizer._target_ == "torch.optim.RMSprop"
 
 
+def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_path):
+    def lr(*overrides):
+        return compose_train(list(overrides), tmp_path).optimizer.lr
+
+    assert lr("task=copy") == 2e-3  # configs/tuned/copy_adam.yaml
+    assert lr("task=associative_recall") == 1e-3  # nothing tuned: the optimiser's own
+    assert lr("task=copy", "optimizer=rmsprop") == 1e-4  # tuned for Adam only
+    assert lr("task=copy", "optimizer.lr=5e-4") == 5e-4
+    assert lr("task=copy", "experiment=paper") == 1e-4
+    assert lr("task=copy", "model=lstm_baseline") == 2e-3
+
+
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("model", [*CONTROLLERS, "lstm_baseline"])
 def test_fast_dev_run_every_model_and_task(task, model, tmp_path):
