@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test test-fast train lint bench comparison conversion
+.PHONY: setup test test-fast train lint bench search search-table comparison conversion
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,22 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/throughput.py $(ARGS)
+
+# The learning-rate search (README "Tuned settings"): Hydra grids, one seed per call, so two
+# seeds run side by side: `make search SEED=0 & make search SEED=1`, then `make search-table`.
+SEED ?= 0
+SEARCH := controller=lstm,mlp seed=$(SEED) evaluation.enabled=false callbacks.figures=null \
+	logger=csv trainer.enable_progress_bar=false
+search: setup
+	$(PY) train.py -m task=copy optimizer.lr=1e-3,2e-3,4e-3 trainer.max_steps=5000 $(SEARCH) \
+		hydra.sweep.dir=multirun/search/copy/seed$(SEED)
+	$(PY) train.py -m task=associative_recall optimizer.lr=1e-3,2e-3,4e-3 trainer.max_steps=8000 \
+		$(SEARCH) hydra.sweep.dir=multirun/search/associative_recall/seed$(SEED)
+	$(PY) train.py -m task=repeat_copy optimizer.lr=2e-3,4e-3 trainer.max_steps=10000 $(SEARCH) \
+		hydra.sweep.dir=multirun/search/repeat_copy/seed$(SEED)
+
+search-table: setup
+	$(PY) compare.py multirun/search --by optimizer.lr --out docs/results/search
 
 # The full comparison (README "Results"): resumable, two trainings side by side.
 comparison: setup
