@@ -76,7 +76,7 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     def lr(*overrides):
         return compose_train(list(overrides), tmp_path).optimizer.lr
 
-    assert lr("task=copy") == 2e-3  # configs/tuned/copy_adam.yaml
+    assert lr("task=copy") == lr("task=repeat_copy") == 2e-3  # configs/tuned/<task>_adam.yaml
     assert lr("task=associative_recall") == 1e-3  # nothing tuned: the optimiser's own
     assert lr("task=copy", "optimizer=rmsprop") == 1e-4  # tuned for Adam only
     assert lr("task=copy", "optimizer.lr=5e-4") == 5e-4
