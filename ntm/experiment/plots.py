@@ -121,12 +121,7 @@ def plot_curves(
     if highest > 50:  # errors in the hundreds: a log scale that still shows 0
         axis.set_yscale("symlog", linthresh=1.0)
     axis.set_ylim(bottom=0)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    if title:
-        axis.set_title(title, fontsize=10)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, axis, title=title, legend_size=8)
 
 
 def plot_learning_curves(
@@ -147,8 +142,13 @@ def plot_learning_curves(
     axis.set_ylim(bottom=0)
     axis.set_xlabel("sequences seen")
     axis.set_ylabel("bit errors per sequence (validation)")
+    return _finish(figure, axis, title=title, legend_size=7)
+
+
+def _finish(figure, axis, *, title: str, legend_size: int):
+    """The line plots' common end: a light grid, the legend, the title if any, a tight layout."""
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=legend_size)
     if title:
         axis.set_title(title, fontsize=10)
     figure.tight_layout()
