@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import wandb
 from runs import train_py
 from wandb_records import read_run
 
@@ -83,6 +84,9 @@ def test_training_and_comparison_runs_make_the_dashboard(no_credentials, tmp_pat
 
     # The comparison of the runs below a folder: a run of its own overlaying the models.
     assert compare.main([str(tmp_path / "run"), "--out", str(tmp_path / "cmp"), "--wandb"]) == 0
+    # In a process that lives on, W&B's service may still hold the run file half-written; shutting
+    # it down flushes and closes the file, as the end of `python compare.py` would.
+    wandb.teardown()
     (folder,) = (tmp_path / "cmp" / "wandb").glob("offline-run-*")
     comparison = read_run(folder)
     assert comparison.run.job_type == "comparison"
