@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test test-fast train lint bench search search-table comparison conversion
+.PHONY: setup test test-fast train lint bench search search-table positional positional-table \
+	comparison conversion
 
 setup: $(VENV)/.installed
 
@@ -48,6 +49,17 @@ search: setup
 
 search-table: setup
 	$(PY) compare.py multirun/search --by optimizer.lr --out docs/results/search
+
+# The Transformer controller's positional encodings on copy (README "The Transformer
+# controller"), one seed per call: `make positional SEED=0 & make positional SEED=1`, then SEED=2,
+# then `make positional-table`.
+positional: setup
+	$(PY) train.py -m task=copy controller=transformer model.controller.positional=none,alibi,sinusoidal \
+		seed=$(SEED) trainer.max_steps=8000 logger=csv callbacks.figures=null \
+		trainer.enable_progress_bar=false hydra.sweep.dir=multirun/positional/seed$(SEED)
+
+positional-table: setup
+	$(PY) compare.py multirun/positional --by model.controller.positional --out docs/results/positional
 
 # The full comparison (README "Results"): resumable, two trainings side by side.
 comparison: setup

@@ -82,6 +82,15 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert lr("task=copy", "optimizer.lr=5e-4") == 5e-4
     assert lr("task=copy", "experiment=paper") == 1e-4
     assert lr("task=copy", "model=lstm_baseline") == 2e-3
+    # configs/tuned/controller/adam_transformer.yaml: per controller, on every task, winning
+    # over the task's setting; the trainer's clipping too.
+    transformer = compose_train(["task=copy", "controller=transformer"], tmp_path)
+    assert transformer.optimizer.lr == lr("task=associative_recall", "controller=transformer")
+    assert transformer.optimizer.lr == 5e-4
+    assert transformer.trainer.gradient_clip_algorithm == "norm"
+    assert transformer.trainer.gradient_clip_val == 1.0
+    assert lr("controller=transformer", "optimizer.lr=3e-3") == 3e-3
+    assert compose_train(["controller=mlp"], tmp_path).trainer.gradient_clip_val == 10.0
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -207,6 +216,10 @@ def test_cli_errors_are_one_clear_message(tmp_path):
     assert bad.returncode == 2
     assert "error: model: " in bad.stderr and "write head" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+    baseline = train_py("debug=fast", "model=lstm_baseline", "controller=mlp", cwd=tmp_path)
+    assert baseline.returncode == 2 and "Traceback" not in baseline.stderr
+    assert "error: the LSTM baseline has no controller: use model=ntm" in baseline.stderr
 
 
 class LearningRates(L.Callback):
