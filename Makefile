@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: setup test test-fast train lint bench search search-table positional positional-table \
-	comparison conversion
+.PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
+	positional-table curriculum comparison conversion
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,12 @@ search: setup
 	$(PY) train.py -m task=repeat_copy optimizer.lr=2e-3,4e-3 trainer.max_steps=10000 $(SEARCH) \
 		hydra.sweep.dir=multirun/search/repeat_copy/seed$(SEED)
 
+# The LSTM baseline on copy (README "Tuned settings"), one seed per call as above.
+search-baseline: setup
+	$(PY) train.py -m task=copy model=lstm_baseline optimizer.lr=5e-4,1e-3,2e-3 seed=$(SEED) \
+		trainer.max_steps=10000 evaluation.enabled=false callbacks.figures=null logger=csv \
+		trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_baseline/seed$(SEED)
+
 search-table: setup
 	$(PY) compare.py multirun/search --by optimizer.lr --out docs/results/search
 
@@ -60,6 +66,14 @@ positional: setup
 
 positional-table: setup
 	$(PY) compare.py multirun/positional --by model.controller.positional --out docs/results/positional
+
+# A curriculum against none on repeat copy (README "Curriculum"): lengths and repeats from 1-2
+# up to 1-10 over the first 40,000 sequences; the search's repeat-copy runs at lr 2e-3 with the
+# same cap are the runs without. One seed per call, as `make search`.
+curriculum: setup
+	$(PY) train.py -m task=repeat_copy optimizer.lr=2e-3 trainer.max_steps=10000 $(SEARCH) \
+		'data.curriculum={start:{max_length:2,max_repeats:2},sequences:40000}' \
+		hydra.sweep.dir=multirun/curriculum/seed$(SEED) 'hydra.sweep.subdir=$${hydra.job.num}_$${model.label}'
 
 # The full comparison (README "Results"): resumable, two trainings side by side.
 comparison: setup
