@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
-	positional-table curriculum comparison conversion
+	positional-table curriculum curriculum-table comparison conversion
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,7 @@ search-baseline: setup
 
 search-table: setup
 	$(PY) compare.py multirun/search --by optimizer.lr --out docs/results/search
+	$(PY) compare.py multirun/search_baseline --by optimizer.lr --out docs/results/search_baseline
 
 # The Transformer controller's positional encodings on copy (README "The Transformer
 # controller"), one seed per call: `make positional SEED=0 & make positional SEED=1`, then SEED=2,
@@ -74,6 +75,9 @@ curriculum: setup
 	$(PY) train.py -m task=repeat_copy optimizer.lr=2e-3 trainer.max_steps=10000 $(SEARCH) \
 		'data.curriculum={start:{max_length:2,max_repeats:2},sequences:40000}' \
 		hydra.sweep.dir=multirun/curriculum/seed$(SEED) 'hydra.sweep.subdir=$${hydra.job.num}_$${model.label}'
+
+curriculum-table: setup
+	$(PY) compare.py multirun/curriculum --out docs/results/curriculum
 
 # The full comparison (README "Results"): resumable, two trainings side by side.
 comparison: setup

@@ -151,9 +151,8 @@ def build_model(cfg: DictConfig, task: Any) -> nn.Module:
     node = cfg.model.copy()
     with open_dict(node):
         node.pop("label", None)
-    parts = [key for key in ("controller", "memory") if node.get(key) is not None]
-    if parts and node.get("_target_") == "ntm.LSTMBaseline":
-        raise ConfigError(f"the LSTM baseline has no {' or '.join(parts)}: use model=ntm for one")
+    if node.get("controller") is not None and node.get("_target_") == "ntm.LSTMBaseline":
+        raise ConfigError("the LSTM baseline has no controller: use model=ntm for one")
     return instantiate_or_fail(
         node, "model", input_size=task.input_size, output_size=task.output_size
     )
