@@ -2,10 +2,12 @@
 
 Copy-shaped data (length 20: 41 steps of 9 input bits, 8 output bits), the paper's sizes
 (128 x 20 memory, controller width 100, one read and one write head), per controller, batch size
-and eager/compiled step. Prints a markdown table.
+and mode: eager, compiled (the per-step cell under torch.compile) or fused (the whole sequence
+in one call forward and one backward, `ntm.fused`; LSTM and MLP controllers). Prints a
+markdown table.
 
     python benchmarks/throughput.py                       # the full table (a few minutes)
-    python benchmarks/throughput.py --controllers lstm --batch-sizes 32 --modes compiled
+    python benchmarks/throughput.py --controllers lstm --batch-sizes 1 32 --modes fused
     python benchmarks/throughput.py --controllers lstm --batch-sizes 32 --modes compiled --profile
 """
 
@@ -29,7 +31,7 @@ def copy_shaped_batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs, targets
 
 
-def build(controller: str, compiled: bool) -> torch.nn.Module:
+def build(controller: str, mode: str) -> torch.nn.Module:
     if controller == "lstm_baseline":
         return LSTMBaseline(input_size=WIDTH + 1, output_size=WIDTH)
     return NTM(
@@ -39,18 +41,19 @@ def build(controller: str, compiled: bool) -> torch.nn.Module:
         controller_options={"hidden_size": 100},
         memory_slots=128,
         memory_width=20,
-        compile=compiled,
+        compile=mode == "compiled",
+        fused=mode == "fused",
     )
 
 
 def measure(
-    controller: str, batch_size: int, compiled: bool, seconds: float, profile: bool = False
+    controller: str, batch_size: int, mode: str, seconds: float, profile: bool = False
 ) -> float:
     # Compiled graphs are cached per code object (NTMCell.forward), shared by every model in
     # the process: start each measurement from an empty cache, as a training run does.
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = build(controller, compiled)
+    model = build(controller, mode)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as train.py
     inputs, targets = copy_shaped_batch(batch_size)
 
@@ -83,7 +86,10 @@ def main() -> None:
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument(
-        "--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"]
+        "--modes",
+        nargs="+",
+        choices=["eager", "compiled", "fused"],
+        default=["eager", "compiled", "fused"],
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
     parser.add_argument("--threads", type=int, default=1)
@@ -104,11 +110,11 @@ def main() -> None:
     for controller in args.controllers:
         for batch_size in args.batch_sizes:
             for mode in args.modes:
-                if controller == "lstm_baseline" and mode == "compiled":
-                    continue  # cuDNN-style fused nn.LSTM: nothing per step to compile
-                rate = measure(
-                    controller, batch_size, mode == "compiled", args.seconds, args.profile
-                )
+                if controller == "lstm_baseline" and mode != "eager":
+                    continue  # nn.LSTM runs its whole sequence in one op already
+                if mode == "fused" and controller not in ("lstm", "mlp"):
+                    continue  # the fused sequence has these two controllers
+                rate = measure(controller, batch_size, mode, args.seconds, args.profile)
                 print(f"| {controller} | {batch_size} | {mode} | {rate:,.0f} |", flush=True)
 
 

@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ntm import controllers
+from ntm import controllers, fused
 from ntm.addressing import address
 from ntm.heads import Heads
 from ntm.memory import MemoryInit, read, write
@@ -155,17 +155,29 @@ class NTM(nn.Module):
     trained with 128 slots runs with 256. ``compile=True`` compiles the per-step cell with
     `torch.compile` for training (the time loop stays in Python: one small graph, compiled once);
     calls without gradients (evaluation) run eagerly, so new lengths, batch sizes and memory
-    sizes there cost no recompilation.
+    sizes there cost no recompilation. ``fused=True`` runs calls with gradients as one fused
+    forward and backward over the whole sequence (`ntm.fused`: the time loop in C++, built on
+    first use) where the model allows it (an LSTM or MLP controller of one layer, one write
+    head, CPU, float32 or float64, no autocast), and falls back to the (compiled) step
+    otherwise; same function, several times the training throughput.
     """
 
-    def __init__(self, *, memory_slots: int = 128, compile: bool = False, **cell_options: Any):
-        """memory_slots: the default memory size of `initial_state`; compile: see the class
-        docstring; cell_options: `NTMCell`'s keyword arguments (input_size, output_size,
+    def __init__(
+        self,
+        *,
+        memory_slots: int = 128,
+        compile: bool = False,
+        fused: bool = False,
+        **cell_options: Any,
+    ):
+        """memory_slots: the default memory size of `initial_state`; compile, fused: see the
+        class docstring; cell_options: `NTMCell`'s keyword arguments (input_size, output_size,
         controller, memory_width, heads, ...), with its defaults."""
         super().__init__()
         if memory_slots < 1:
             raise ValueError(f"memory_slots must be >= 1, got {memory_slots}")
         self.memory_slots = memory_slots
+        self.fused = fused
         self.cell = NTMCell(**cell_options)
         # A compiled function, not a compiled module: a module attribute would be registered as
         # a submodule and repeat every parameter in the state dict.
@@ -202,6 +214,14 @@ class NTM(nn.Module):
             )
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device)
+        if (
+            self.fused
+            and torch.is_grad_enabled()
+            and not return_trace
+            and fused.unsupported(self.cell, x) is None
+            and fused.available()
+        ):
+            return fused.run(self.cell, x, state)
         compiled = self._compiled_step is not None and torch.is_grad_enabled()
         outputs, read_trace, write_trace = [], [], []
         # Time-major and contiguous: every step's input has the same strides whatever the

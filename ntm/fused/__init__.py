@@ -1,0 +1,319 @@
+"""A whole NTM sequence as one autograd function: the time loop in C++, the rest in PyTorch.
+
+`NTM(fused=True)` trains through `run`. The recurrent part of a sequence (controller
+recurrence, heads, addressing, read, write; `sequence.cpp`) runs forward in one call and
+backward in one call, so a step costs no graph call and no per-op dispatch; what is not
+recurrent stays in PyTorch as a few large matrix products over all steps at once: the input's
+share of the controller's pre-activations, the output layer, and every parameter gradient.
+Numerically it is the same function as `NTMCell` (tests compare values and gradients, and
+gradcheck it in float64), for an LSTM or MLP controller of one layer, any number of read heads,
+one write head, on the CPU, in float32 or float64, outside autocast; `unsupported` says why
+any other model is not.
+
+The library is built on first use with the system's C++ compiler (about 4 s) into
+``$TORCH_NTM_CACHE`` (default ``~/.cache/torch-ntm``), keyed by the source and the flags, and
+reused after. Without a compiler `NTM` falls back to its PyTorch step, with a warning.
+
+Axes: t time, b batch, i input width, g controller pre-activations, d controller width,
+q all read vectors (r heads * w), p the heads' raw parameters, h heads, n slots, w word width.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ntm.controllers.lstm import LSTMController
+from ntm.controllers.mlp import MLPController
+
+SOURCE = Path(__file__).with_name("sequence.cpp")
+FLAGS = [
+    "-O3",
+    "-march=native",
+    "-fno-math-errno",
+    "-fopenmp-simd",
+    "-shared",
+    "-fPIC",
+    "-std=c++17",
+]
+LSTM, MLP = 0, 1
+
+
+class FusedUnavailable(RuntimeError):
+    """The C++ library could not be built or loaded here (no compiler, say)."""
+
+
+class _Sequence(ctypes.Structure):
+    """Mirrors `struct Sequence` in sequence.cpp: sizes, then pointers in the same order."""
+
+    _sizes = ["kind", "steps", "batch", "width", "reads_width", "slots", "word", "read_heads",
+              "shifts", "params"]  # fmt: skip
+    _pointers = [
+        "input_gates", "reads_weight", "reads_weight_t", "hidden_weight", "hidden_weight_t",
+        "heads_weight", "heads_weight_t", "heads_bias", "memory0", "weights0", "reads0", "hidden0",
+        "cell0", "hidden", "cell", "gates", "raw", "reads", "memory", "similarity", "content",
+        "gated", "shifted", "weights", "grad_hidden", "grad_reads", "grad_memory_final",
+        "grad_weights_final", "grad_cell_final", "grad_gates", "grad_raw", "grad_memory0",
+        "grad_weights0", "grad_reads0", "grad_hidden0", "grad_cell0",
+    ]  # fmt: skip
+    _fields_ = [(name, ctypes.c_int64) for name in _sizes] + [
+        (name, ctypes.c_void_p) for name in _pointers
+    ]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("TORCH_NTM_CACHE", Path.home() / ".cache" / "torch-ntm"))
+
+
+def library() -> ctypes.CDLL:
+    """The compiled library, built on first use; raises `FusedUnavailable` if it cannot be."""
+    loaded = _load()
+    if isinstance(loaded, str):
+        raise FusedUnavailable(loaded)
+    return loaded
+
+
+@cache
+def _load() -> ctypes.CDLL | str:
+    """The library, or why there is none (cached either way: a failed build is not retried)."""
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        return "no C++ compiler found (set CXX)"
+    key = hashlib.sha256(
+        SOURCE.read_bytes() + " ".join([compiler, *FLAGS, platform.machine()]).encode()
+    ).hexdigest()[:16]
+    path = _cache_dir() / f"sequence-{key}.so"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Built under a temporary name and renamed: concurrent runs never load half a file.
+            with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+                built = Path(scratch) / path.name
+                command = [compiler, *FLAGS, str(SOURCE), "-o", str(built)]
+                result = subprocess.run(command, capture_output=True, text=True)
+                if result.returncode != 0:
+                    return f"{compiler} failed: {result.stderr.strip()[-500:]}"
+                os.replace(built, path)
+        lib = ctypes.CDLL(str(path))
+    except OSError as error:
+        return f"cannot build or load {path}: {error}"
+    for name in ("ntm_forward_f32", "ntm_forward_f64", "ntm_backward_f32", "ntm_backward_f64"):
+        getattr(lib, name).argtypes = [ctypes.POINTER(_Sequence)]
+        getattr(lib, name).restype = None
+    return lib
+
+
+def available() -> bool:
+    """Whether the library builds and loads here (warns once with the reason if not)."""
+    try:
+        library()
+    except FusedUnavailable as error:
+        _warn_once(str(error))
+        return False
+    return True
+
+
+@cache
+def _warn_once(reason: str) -> None:
+    warnings.warn(f"fused NTM step unavailable, using the PyTorch step: {reason}", stacklevel=3)
+
+
+def unsupported(cell: Any, x: Tensor) -> str | None:
+    """Why `cell` (an `NTMCell`) cannot run input `x` fused, or None if it can."""
+    controller = cell.controller
+    if isinstance(controller, LSTMController):
+        if len(controller.cells) != 1:
+            return "the LSTM controller has more than one layer"
+    elif isinstance(controller, MLPController):
+        if len(controller.net) != 2:
+            return "the MLP controller has more than one layer"
+    else:
+        return f"controller {type(controller).__name__} is neither the LSTM nor the MLP"
+    if cell.heads.write_heads != 1:
+        return "more than one write head"
+    if x.device.type != "cpu":
+        return f"tensors on {x.device.type}, not the CPU"
+    if x.dtype not in (torch.float32, torch.float64) or x.dtype != cell.output.weight.dtype:
+        return f"dtype {x.dtype} (float32 or float64, as the parameters)"
+    if torch.is_autocast_enabled("cpu"):
+        return "autocast is on"
+    return None
+
+
+def _pointer(tensor: Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad.contiguous()
+
+
+class FusedSequence(torch.autograd.Function):
+    """The recurrent part of a sequence; see the module docstring and sequence.cpp.
+
+    Inputs: input_gates (t, b, g), reads_weight (g, q), hidden_weight (g, d) (empty for the
+    MLP), heads_weight (p, d), heads_bias (p), and the initial state: memory0 (b, n, w),
+    weights0 (b, h, n), reads0 (b, q), hidden0 (b, d), cell0 (b, d) (zeros for the MLP).
+    Outputs: hidden (t, b, d) and reads (t, b, q) of every step, and the final memory
+    (b, n, w), weights (b, h, n) and cell (b, d).
+    """
+
+    @staticmethod
+    def forward(ctx, kind, read_heads, input_gates, reads_weight, hidden_weight, heads_weight,
+                heads_bias, memory0, weights0, reads0, hidden0, cell0):  # fmt: skip
+        steps, batch, gates = input_gates.shape
+        slots, word = memory0.shape[1:]
+        heads, width, params = weights0.shape[1], heads_weight.shape[1], heads_weight.shape[0]
+        shifts = (params - 2 * word) // heads - word - 3
+        new = input_gates.new_empty
+        saved = {
+            "hidden": new(steps, batch, width),
+            "cell": new(steps, batch, width) if kind == LSTM else None,
+            "gates": new(steps, batch, gates),
+            "raw": new(steps, batch, params),
+            "reads": new(steps, batch, read_heads * word),
+            "memory": new(steps + 1, batch, slots, word),
+            **{
+                name: new(steps, batch, heads, slots)
+                for name in ("similarity", "content", "gated", "shifted", "weights")
+            },
+        }
+        inputs = {
+            "input_gates": input_gates,
+            "reads_weight": reads_weight,
+            "reads_weight_t": reads_weight.t().contiguous(),
+            "hidden_weight": hidden_weight,
+            "hidden_weight_t": hidden_weight.t().contiguous(),
+            "heads_weight": heads_weight,
+            "heads_weight_t": heads_weight.t().contiguous(),
+            "heads_bias": heads_bias,
+            "memory0": memory0,
+            "weights0": weights0,
+            "reads0": reads0,
+            "hidden0": hidden0,
+            "cell0": cell0,
+        }
+        sizes = dict(kind=kind, steps=steps, batch=batch, width=width,
+                     reads_width=read_heads * word, slots=slots, word=word,
+                     read_heads=read_heads, shifts=shifts, params=params)  # fmt: skip
+        sequence = _Sequence(**sizes, **{k: _pointer(v) for k, v in {**inputs, **saved}.items()})
+        _call("forward", input_gates.dtype, sequence)
+        # Inputs and outputs through save_for_backward (checked for in-place changes); the
+        # internal buffers and transposed copies belong to this call alone.
+        ctx.sizes = sizes
+        ctx.transposed = {k: v for k, v in inputs.items() if k.endswith("_t")}
+        ctx.names = [k for k in inputs if k not in ctx.transposed]
+        ctx.save_for_backward(*(inputs[k] for k in ctx.names), saved["hidden"], saved["reads"])
+        ctx.saved = {k: v for k, v in saved.items() if k not in ("hidden", "reads")}
+        memory_final = saved["memory"][-1].clone()
+        weights_final = saved["weights"][-1].clone()
+        cell_final = saved["cell"][-1].clone() if kind == LSTM else hidden0.new_zeros(0)
+        return saved["hidden"], saved["reads"], memory_final, weights_final, cell_final
+
+    @staticmethod
+    def backward(ctx, grad_hidden, grad_reads, grad_memory, grad_weights, grad_cell):
+        *values, hidden, reads = ctx.saved_tensors
+        sizes = ctx.sizes
+        inputs = {**dict(zip(ctx.names, values, strict=True)), **ctx.transposed}
+        saved = {**ctx.saved, "hidden": hidden, "reads": reads}
+        lstm = sizes["kind"] == LSTM
+        grads = {
+            "grad_hidden": _zeros_if_none(grad_hidden, hidden),
+            "grad_reads": _zeros_if_none(grad_reads, reads),
+            "grad_memory_final": _zeros_if_none(grad_memory, inputs["memory0"]),
+            "grad_weights_final": _zeros_if_none(grad_weights, inputs["weights0"]),
+            "grad_cell_final": _zeros_if_none(grad_cell, inputs["cell0"]) if lstm else None,
+            "grad_gates": torch.empty_like(saved["gates"]),
+            "grad_raw": torch.empty_like(saved["raw"]),
+            "grad_memory0": torch.empty_like(inputs["memory0"]),
+            "grad_weights0": torch.empty_like(inputs["weights0"]),
+            "grad_reads0": torch.empty_like(inputs["reads0"]),
+            "grad_hidden0": torch.zeros_like(inputs["hidden0"]),
+            "grad_cell0": torch.zeros_like(inputs["cell0"]),
+        }
+        pointers = {k: _pointer(v) for k, v in {**inputs, **saved, **grads}.items()}
+        _call("backward", hidden.dtype, _Sequence(**sizes, **pointers))
+
+        # Parameter gradients: one product over all steps each, (t b) as one axis.
+        grad_gates, grad_raw = grads["grad_gates"].flatten(0, 1), grads["grad_raw"].flatten(0, 1)
+        previous_reads = torch.cat([inputs["reads0"][None], reads[:-1]]).flatten(0, 1)
+        grad_hidden_weight = None
+        if lstm:
+            previous_hidden = torch.cat([inputs["hidden0"][None], hidden[:-1]]).flatten(0, 1)
+            grad_hidden_weight = grad_gates.t() @ previous_hidden  # (t b) g, (t b) d -> g d
+        return (
+            None,
+            None,
+            grads["grad_gates"],
+            grad_gates.t() @ previous_reads,  # (t b) g, (t b) q -> g q
+            grad_hidden_weight,
+            grad_raw.t() @ hidden.flatten(0, 1),  # (t b) p, (t b) d -> p d
+            grad_raw.sum(0),
+            grads["grad_memory0"],
+            grads["grad_weights0"],
+            grads["grad_reads0"],
+            grads["grad_hidden0"] if lstm else None,
+            grads["grad_cell0"] if lstm else None,
+        )
+
+
+def _call(direction: str, dtype: torch.dtype, sequence: _Sequence) -> None:
+    suffix = {torch.float32: "f32", torch.float64: "f64"}[dtype]
+    getattr(library(), f"ntm_{direction}_{suffix}")(ctypes.byref(sequence))
+
+
+def run(cell: Any, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """`NTMCell` over a whole sequence, fused: x (b, t, i) -> logits (b, t, o), final state.
+
+    The caller checks `unsupported(cell, x)` first. Same results as stepping `cell`.
+    """
+    from ntm.model import NTMState  # here: ntm.model imports this module
+
+    controller, heads = cell.controller, cell.heads
+    batch, input_size = x.shape[0], cell.input_size
+    lstm = isinstance(controller, LSTMController)
+    if lstm:
+        layer = controller.cells[0]
+        weight, bias = layer.weight_ih, layer.bias_ih + layer.bias_hh
+        hidden_weight = layer.weight_hh
+        hidden0, cell0 = state.controller[0][0], state.controller[1][0]
+    else:
+        layer = controller.net[0]
+        weight, bias = layer.weight, layer.bias
+        hidden_weight = weight.new_zeros(0, 0)
+        hidden0 = cell0 = x.new_zeros(batch, controller.output_size)
+    # The input's share of every step's pre-activations, in one product.
+    input_gates = torch.addmm(
+        bias, x.transpose(0, 1).flatten(0, 1), weight[:, :input_size].t()
+    )  # (t b) i, i g -> (t b) g
+    input_gates = input_gates.view(x.shape[1], batch, -1)
+    hidden, reads, memory, weights, cell_final = FusedSequence.apply(
+        LSTM if lstm else MLP,
+        heads.read_heads,
+        input_gates,
+        weight[:, input_size:].contiguous(),
+        hidden_weight.contiguous(),
+        heads.projection.weight.contiguous(),
+        heads.projection.bias.contiguous(),
+        state.memory.contiguous(),
+        state.weights.contiguous(),
+        state.reads.flatten(1).contiguous(),
+        hidden0.contiguous(),
+        cell0.contiguous(),
+    )
+    logits = cell.output(torch.cat([hidden, reads], dim=-1)).transpose(0, 1)  # b t o
+    final_reads = reads[-1].view(batch, heads.read_heads, cell.memory_width)
+    controller_state = (hidden[-1][None], cell_final[None]) if lstm else state.controller
+    return logits, NTMState(memory, weights, final_reads, controller_state)

@@ -1,0 +1,456 @@
+// A whole NTM sequence, forward and backward, in one call each (README "Training throughput").
+//
+// The same step as ntm/model.py's NTMCell, for an LSTM (one layer) or MLP (one layer)
+// controller, any number of read heads and one write head: the controller sees the input and
+// the previous reads; every head addresses the previous memory (eq. 5-9); the read heads read
+// it (eq. 2); the write head erases and adds (eq. 3-4). What is not recurrent stays in PyTorch
+// (ntm/fused/__init__.py): the input's share of the controller's pre-activations for every
+// step in one matrix product, the output layer, and every parameter gradient (one product
+// over all steps from what the backward pass here stores). So this file holds only the time
+// loop, which in Python costs a graph call or dozens of small ops a step.
+//
+// Layout (row-major, contiguous): t time, b batch, g controller pre-activations (4d for the
+// LSTM in PyTorch's i, f, g, o order; d for the MLP), d controller width, q all reads (r * w),
+// p the heads' raw parameters, h heads (reads first, the write head last), n slots, w width.
+// Built by ntm/fused/__init__.py with the system's C++ compiler; no PyTorch headers.
+
+// glibc declares vector versions of exp, log and tanh (libmvec) only under __FAST_MATH__; this
+// asks for the declarations alone (the code is still compiled without -ffast-math), so that the
+// loops marked `omp simd` below call 16 exponentials at once instead of one (about half the
+// time of a step otherwise). Elsewhere the macro changes nothing.
+#if defined(__x86_64__) && defined(__linux__)
+#define __FAST_MATH__ 1
+#include <math.h>
+#undef __FAST_MATH__
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// As in ntm/addressing.py.
+constexpr double NORM_EPS = 1e-8;
+constexpr double SHARPEN_FLOOR = 1e-30;
+// torch.nn.functional.softplus's default threshold: above it softplus(x) = x.
+constexpr double SOFTPLUS_THRESHOLD = 20.0;
+
+enum Kind : int64_t { LSTM = 0, MLP = 1 };
+
+template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+template <typename T> inline T softplus(T x) {
+  return x > T(SOFTPLUS_THRESHOLD) ? x : std::log1p(std::exp(x));
+}
+
+template <typename T> inline T softplus_grad(T x) {
+  return x > T(SOFTPLUS_THRESHOLD) ? T(1) : sigmoid(x);
+}
+
+// out[0:m] = softmax(in[0:m]); in and out may alias.
+template <typename T> void softmax(const T *in, T *out, int64_t m) {
+  T top = in[0];
+  for (int64_t i = 1; i < m; ++i) top = std::max(top, in[i]);
+  T total = 0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t i = 0; i < m; ++i) {
+    out[i] = std::exp(in[i] - top);
+    total += out[i];
+  }
+  for (int64_t i = 0; i < m; ++i) out[i] /= total;
+}
+
+// d(in) from d(out) for out = softmax(in), written over d_out: y (dy - <y, dy>).
+template <typename T> void softmax_backward(const T *out, T *grad, int64_t m) {
+  T dot = 0;
+  for (int64_t i = 0; i < m; ++i) dot += out[i] * grad[i];
+  for (int64_t i = 0; i < m; ++i) grad[i] = out[i] * (grad[i] - dot);
+}
+
+// y[0:m] += a * x[0:m]
+template <typename T> inline void axpy(T a, const T *x, T *y, int64_t m) {
+#pragma omp simd
+  for (int64_t i = 0; i < m; ++i) y[i] += a * x[i];
+}
+
+template <typename T> inline T dot(const T *x, const T *y, int64_t m) {
+  T total = 0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t i = 0; i < m; ++i) total += x[i] * y[i];
+  return total;
+}
+
+// y[0:cols] += x[0:rows] @ matrix (rows, cols). A block of outputs is accumulated over all rows
+// in registers, instead of an axpy per row that stores y each time (the hot spot otherwise).
+template <typename T> void vecmat(const T *x, const T *matrix, T *y, int64_t rows, int64_t cols) {
+  constexpr int64_t BLOCK = 256 / sizeof(T);  // four 512-bit registers
+  int64_t c0 = 0;
+  for (; c0 + BLOCK <= cols; c0 += BLOCK) {
+    T acc[BLOCK] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T a = x[r], *row = matrix + r * cols + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < BLOCK; ++c) acc[c] += a * row[c];
+    }
+    axpy(T(1), acc, y + c0, BLOCK);
+  }
+  if (c0 < cols) {
+    const int64_t width = cols - c0;
+    T acc[BLOCK] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T a = x[r], *row = matrix + r * cols + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < width; ++c) acc[c] += a * row[c];
+    }
+    axpy(T(1), acc, y + c0, width);
+  }
+}
+
+// y[i] += a * x[(i - shift) mod n] for i in 0..n-1, |shift| < n: two contiguous pieces.
+template <typename T> void rolled_axpy(T a, const T *x, T *y, int64_t n, int64_t shift) {
+  shift = ((shift % n) + n) % n;
+  axpy(a, x + n - shift, y, shift);
+  axpy(a, x, y + shift, n - shift);
+}
+
+// sum_i y[i] * x[(i - shift) mod n]
+template <typename T> T rolled_dot(const T *x, const T *y, int64_t n, int64_t shift) {
+  shift = ((shift % n) + n) % n;
+  return dot(x + n - shift, y, shift) + dot(x, y + shift, n - shift);
+}
+
+}  // namespace
+
+// Sizes and pointers of one call, mirrored by a ctypes.Structure in ntm/fused/__init__.py.
+// Inputs are read-only; "saved" tensors are written by the forward pass and read by the
+// backward pass; grads are written by the backward pass.
+struct Sequence {
+  int64_t kind, steps, batch, width, reads_width, slots, word, read_heads, shifts, params;
+  // inputs
+  const void *input_gates;  // (t, b, g): the input's share, biases included
+  const void *reads_weight, *reads_weight_t;  // (g, q) and (q, g)
+  const void *hidden_weight, *hidden_weight_t;  // (g, d) and (d, g); LSTM only
+  const void *heads_weight, *heads_weight_t, *heads_bias;  // (p, d), (d, p), (p)
+  const void *memory0, *weights0, *reads0, *hidden0, *cell0;  // (b,n,w) (b,h,n) (b,q) (b,d) (b,d)
+  // saved by forward
+  void *hidden, *cell, *gates;  // (t, b, d), (t, b, d) LSTM only, (t, b, g) after activation
+  void *raw;  // (t, b, p): head parameters before their activations
+  void *reads;  // (t, b, q)
+  void *memory;  // (t + 1, b, n, w): memory[0] = memory0, memory[t + 1] after step t
+  void *similarity, *content, *gated, *shifted, *weights;  // (t, b, h, n) each, eq. 6, 5, 7, 8, 9
+  // backward: gradients in (of the outputs hidden and reads, and of the final state) ...
+  const void *grad_hidden, *grad_reads;  // (t, b, d), (t, b, q)
+  const void *grad_memory_final, *grad_weights_final, *grad_cell_final;  // (b,n,w) (b,h,n) (b,d)
+  // ... and out
+  void *grad_gates, *grad_raw;  // (t, b, g), (t, b, p)
+  void *grad_memory0, *grad_weights0, *grad_reads0, *grad_hidden0, *grad_cell0;
+};
+
+namespace {
+
+template <typename T> struct View {
+  const Sequence &s;
+  int64_t heads, gates, head_params;
+  explicit View(const Sequence &seq)
+      : s(seq), heads(seq.read_heads + 1), gates(seq.kind == LSTM ? 4 * seq.width : seq.width),
+        head_params(seq.word + 3 + seq.shifts) {}
+  template <typename P> static T *at(P *base, int64_t offset) {
+    return const_cast<T *>(static_cast<const T *>(base)) + offset;
+  }
+  int64_t tb(int64_t t, int64_t b) const { return t * s.batch + b; }
+  T *memory(int64_t t, int64_t b) const { return at(s.memory, tb(t, b) * s.slots * s.word); }
+  T *addressing(void *base, int64_t t, int64_t b) const {
+    return at(base, tb(t, b) * heads * s.slots);
+  }
+};
+
+template <typename T> void forward(const Sequence &s) {
+  const View<T> v(s);
+  const int64_t n = s.slots, w = s.word, d = s.width, q = s.reads_width, g = v.gates;
+  const int64_t k = s.shifts / 2;
+  const T *reads_weight_t = static_cast<const T *>(s.reads_weight_t);
+  const T *hidden_weight_t = static_cast<const T *>(s.hidden_weight_t);
+  const T *heads_weight_t = static_cast<const T *>(s.heads_weight_t);
+  const T *heads_bias = static_cast<const T *>(s.heads_bias);
+  std::vector<T> norms(n), shift(s.shifts), erase(w);
+  std::memcpy(s.memory, s.memory0, sizeof(T) * s.batch * n * w);
+
+  for (int64_t t = 0; t < s.steps; ++t) {
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const T *prev_reads = t ? v.at(s.reads, v.tb(t - 1, b) * q) : v.at(s.reads0, b * q);
+      const T *prev_hidden = t ? v.at(s.hidden, v.tb(t - 1, b) * d) : v.at(s.hidden0, b * d);
+      const T *prev_weights = t ? v.addressing(s.weights, t - 1, b) : v.at(s.weights0, b * v.heads * n);
+      T *gates = v.at(s.gates, v.tb(t, b) * g);
+      T *hidden = v.at(s.hidden, v.tb(t, b) * d);
+
+      // Controller: pre-activations = input's share + reads @ W_r^T (+ hidden @ W_hh^T).
+      std::memcpy(gates, v.at(s.input_gates, v.tb(t, b) * g), sizeof(T) * g);
+      vecmat(prev_reads, reads_weight_t, gates, q, g);
+      if (s.kind == LSTM) {
+        const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, b) * d) : v.at(s.cell0, b * d);
+        T *cell = v.at(s.cell, v.tb(t, b) * d);
+        vecmat(prev_hidden, hidden_weight_t, gates, d, g);
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) {
+          const T in = sigmoid(gates[j]), forget = sigmoid(gates[d + j]);
+          const T candidate = std::tanh(gates[2 * d + j]), out = sigmoid(gates[3 * d + j]);
+          gates[j] = in, gates[d + j] = forget, gates[2 * d + j] = candidate, gates[3 * d + j] = out;
+          cell[j] = forget * prev_cell[j] + in * candidate;
+          hidden[j] = out * std::tanh(cell[j]);
+        }
+      } else {
+        for (int64_t j = 0; j < d; ++j) hidden[j] = gates[j] = std::max(gates[j], T(0));
+      }
+
+      // Heads: raw parameters = heads_bias + hidden @ W_p^T.
+      T *raw = v.at(s.raw, v.tb(t, b) * s.params);
+      std::memcpy(raw, heads_bias, sizeof(T) * s.params);
+      vecmat(hidden, heads_weight_t, raw, d, s.params);
+
+      // Addressing, every head on the previous memory.
+      const T *memory = v.memory(t, b);
+      for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(dot(memory + i * w, memory + i * w, w));
+      for (int64_t h = 0; h < v.heads; ++h) {
+        const T *p = raw + h * v.head_params;
+        const T *key = p;
+        const T strength = softplus(p[w]), gate = sigmoid(p[w + 1]);
+        const T gamma = 1 + softplus(p[w + 2 + s.shifts]);
+        softmax(p + w + 2, shift.data(), s.shifts);  // over offsets -k..k
+        T *similarity = v.addressing(s.similarity, t, b) + h * n;
+        T *content = v.addressing(s.content, t, b) + h * n;
+        T *gated = v.addressing(s.gated, t, b) + h * n;
+        T *shifted = v.addressing(s.shifted, t, b) + h * n;
+        T *weights = v.addressing(s.weights, t, b) + h * n;
+        const T key_norm = std::sqrt(dot(key, key, w));
+        for (int64_t i = 0; i < n; ++i) {  // eq. 6
+          similarity[i] = dot(key, memory + i * w, w) / std::max(key_norm * norms[i], T(NORM_EPS));
+          content[i] = strength * similarity[i];
+        }
+        softmax(content, content, n);  // eq. 5
+        const T *previous = prev_weights + h * n;
+        for (int64_t i = 0; i < n; ++i) gated[i] = gate * content[i] + (1 - gate) * previous[i];
+        std::fill(shifted, shifted + n, T(0));  // eq. 8: offset o - k moves slot i - (o - k) to i
+        for (int64_t o = 0; o < s.shifts; ++o) rolled_axpy(shift[o], gated, shifted, n, o - k);
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i)  // eq. 9, as a softmax of gamma * log
+          weights[i] = gamma * std::log(std::max(shifted[i], T(SHARPEN_FLOOR)));
+        softmax(weights, weights, n);
+      }
+
+      // Read (eq. 2), then erase and add (eq. 3-4) with the write head.
+      const T *weights = v.addressing(s.weights, t, b);
+      T *reads = v.at(s.reads, v.tb(t, b) * q);
+      std::fill(reads, reads + q, T(0));
+      for (int64_t h = 0; h < s.read_heads; ++h)
+        for (int64_t i = 0; i < n; ++i) axpy(weights[h * n + i], memory + i * w, reads + h * w, w);
+      const T *write = weights + s.read_heads * n;
+      const T *erase_raw = raw + v.heads * v.head_params, *add = erase_raw + w;
+      for (int64_t j = 0; j < w; ++j) erase[j] = sigmoid(erase_raw[j]);
+      T *next = v.memory(t + 1, b);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < w; ++j)
+          next[i * w + j] = memory[i * w + j] * (1 - write[i] * erase[j]) + write[i] * add[j];
+    }
+  }
+}
+
+template <typename T> void backward(const Sequence &s) {
+  const View<T> v(s);
+  const int64_t n = s.slots, w = s.word, d = s.width, q = s.reads_width, g = v.gates;
+  const int64_t k = s.shifts / 2, heads = v.heads;
+  const T *reads_weight = static_cast<const T *>(s.reads_weight);
+  const T *hidden_weight = static_cast<const T *>(s.hidden_weight);
+  const T *heads_weight = static_cast<const T *>(s.heads_weight);
+  // What flows back into step t from step t + 1, per sample: the gradients of its outputs.
+  std::vector<T> grad_hidden(d), grad_cell(d), grad_reads(q), grad_memory(n * w),
+      grad_weights(heads * n);
+  std::vector<T> grad_prev_hidden(d), grad_prev_cell(d), grad_prev_reads(q),
+      grad_prev_memory(n * w), grad_prev_weights(heads * n), grad_step_weights(heads * n),
+      norms(n), grad_gated(n), shift(s.shifts), grad_shift(s.shifts), erase(w), grad_erase(w),
+      grad_add(w);
+
+  for (int64_t b = 0; b < s.batch; ++b) {
+    std::fill(grad_hidden.begin(), grad_hidden.end(), T(0));
+    std::fill(grad_reads.begin(), grad_reads.end(), T(0));
+    std::memcpy(grad_memory.data(), v.at(s.grad_memory_final, b * n * w), sizeof(T) * n * w);
+    std::memcpy(grad_weights.data(), v.at(s.grad_weights_final, b * heads * n),
+                sizeof(T) * heads * n);
+    if (s.kind == LSTM)
+      std::memcpy(grad_cell.data(), v.at(s.grad_cell_final, b * d), sizeof(T) * d);
+
+    for (int64_t t = s.steps - 1; t >= 0; --t) {
+      const T *memory = v.memory(t, b);  // the memory this step addressed, read and wrote
+      const T *raw = v.at(s.raw, v.tb(t, b) * s.params);
+      const T *weights = v.addressing(s.weights, t, b);
+      const T *prev_weights = t ? v.addressing(s.weights, t - 1, b) : v.at(s.weights0, b * heads * n);
+      T *grad_raw = v.at(s.grad_raw, v.tb(t, b) * s.params);
+      std::fill(grad_raw, grad_raw + s.params, T(0));
+      axpy(T(1), v.at(s.grad_hidden, v.tb(t, b) * d), grad_hidden.data(), d);
+      axpy(T(1), v.at(s.grad_reads, v.tb(t, b) * q), grad_reads.data(), q);
+      std::memcpy(grad_step_weights.data(), grad_weights.data(), sizeof(T) * heads * n);
+
+      // Erase and add: next = memory * (1 - write e^T) + write a^T.
+      const T *write = weights + s.read_heads * n;
+      const T *erase_raw = raw + heads * v.head_params, *add = erase_raw + w;
+      T *grad_write = grad_step_weights.data() + s.read_heads * n;
+      for (int64_t j = 0; j < w; ++j) erase[j] = sigmoid(erase_raw[j]);
+      std::fill(grad_erase.begin(), grad_erase.end(), T(0));
+      std::fill(grad_add.begin(), grad_add.end(), T(0));
+      for (int64_t i = 0; i < n; ++i) {
+        const T *m = memory + i * w, *gm = grad_memory.data() + i * w;
+        T *gpm = grad_prev_memory.data() + i * w;
+        T total = 0;
+        for (int64_t j = 0; j < w; ++j) {
+          total += gm[j] * (add[j] - m[j] * erase[j]);
+          grad_erase[j] -= gm[j] * m[j] * write[i];
+          grad_add[j] += gm[j] * write[i];
+          gpm[j] = gm[j] * (1 - write[i] * erase[j]);
+        }
+        grad_write[i] += total;
+      }
+      T *grad_erase_raw = grad_raw + heads * v.head_params;
+      for (int64_t j = 0; j < w; ++j) {
+        grad_erase_raw[j] = grad_erase[j] * erase[j] * (1 - erase[j]);
+        grad_erase_raw[w + j] = grad_add[j];
+      }
+
+      // Read: reads[h] = sum_i weights[h, i] memory[i].
+      for (int64_t h = 0; h < s.read_heads; ++h) {
+        const T *gr = grad_reads.data() + h * w;
+        for (int64_t i = 0; i < n; ++i) {
+          grad_step_weights[h * n + i] += dot(gr, memory + i * w, w);
+          axpy(weights[h * n + i], gr, grad_prev_memory.data() + i * w, w);
+        }
+      }
+
+      // Addressing, each head back from its weights to its raw parameters and the memory.
+      for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(dot(memory + i * w, memory + i * w, w));
+      for (int64_t h = 0; h < heads; ++h) {
+        const T *p = raw + h * v.head_params;
+        T *gp = grad_raw + h * v.head_params;
+        const T *key = p;
+        const T strength = softplus(p[w]), gate = sigmoid(p[w + 1]);
+        const T gamma = 1 + softplus(p[w + 2 + s.shifts]);
+        softmax(p + w + 2, shift.data(), s.shifts);
+        const T *similarity = v.addressing(s.similarity, t, b) + h * n;
+        const T *content = v.addressing(s.content, t, b) + h * n;
+        const T *gated = v.addressing(s.gated, t, b) + h * n;
+        const T *shifted = v.addressing(s.shifted, t, b) + h * n;
+        const T *final = weights + h * n, *previous = prev_weights + h * n;
+        T *grad = grad_step_weights.data() + h * n;  // reused: d final -> d shifted -> ...
+
+        // eq. 9: final = softmax(gamma * log(max(shifted, floor))).
+        softmax_backward(final, grad, n);  // now d(gamma * log)
+        T grad_gamma = 0;
+#pragma omp simd reduction(+ : grad_gamma)
+        for (int64_t i = 0; i < n; ++i) {
+          const bool floored = shifted[i] < T(SHARPEN_FLOOR);
+          grad_gamma += grad[i] * std::log(floored ? T(SHARPEN_FLOOR) : shifted[i]);
+          grad[i] = floored ? T(0) : gamma * grad[i] / shifted[i];  // now d shifted
+        }
+        // eq. 8: shifted[i] = sum_o gated[i - (o - k)] shift[o].
+        T *gg = grad_gated.data();
+        std::fill(gg, gg + n, T(0));
+        for (int64_t o = 0; o < s.shifts; ++o) {
+          grad_shift[o] = rolled_dot(gated, grad, n, o - k);
+          rolled_axpy(shift[o], grad, gg, n, -(o - k));
+        }
+        softmax_backward(shift.data(), grad_shift.data(), s.shifts);
+        for (int64_t o = 0; o < s.shifts; ++o) gp[w + 2 + o] = grad_shift[o];
+        // eq. 7: gated = gate * content + (1 - gate) * previous.
+        T grad_gate = 0;
+        T *grad_previous = grad_prev_weights.data() + h * n;
+        for (int64_t i = 0; i < n; ++i) {
+          grad_gate += gg[i] * (content[i] - previous[i]);
+          grad_previous[i] = (1 - gate) * gg[i];
+          grad[i] = gate * gg[i];  // now d content
+        }
+        // eq. 5: content = softmax(strength * similarity).
+        softmax_backward(content, grad, n);  // now d(strength * similarity)
+        T grad_strength = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          grad_strength += grad[i] * similarity[i];
+          grad[i] *= strength;  // now d similarity
+        }
+        // eq. 6: similarity[i] = key . memory[i] / max(|key| |memory[i]|, eps).
+        const T key_norm = std::sqrt(dot(key, key, w));
+        T *grad_key = gp;
+        for (int64_t j = 0; j < w; ++j) grad_key[j] = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const T *m = memory + i * w;
+          T *gm = grad_prev_memory.data() + i * w;
+          const T norm = key_norm * norms[i];
+          if (norm >= T(NORM_EPS)) {  // both norms > 0: the norms' gradients too
+            const T a = grad[i] / norm;
+            const T key_scale = grad[i] * similarity[i] / (key_norm * key_norm);
+            const T memory_scale = grad[i] * similarity[i] / (norms[i] * norms[i]);
+            for (int64_t j = 0; j < w; ++j) {
+              grad_key[j] += a * m[j] - key_scale * key[j];
+              gm[j] += a * key[j] - memory_scale * m[j];
+            }
+          } else {  // the floor: a constant denominator
+            const T a = grad[i] / T(NORM_EPS);
+            axpy(a, m, grad_key, w);
+            axpy(a, key, gm, w);
+          }
+        }
+        gp[w] = grad_strength * softplus_grad(p[w]);
+        gp[w + 1] = grad_gate * gate * (1 - gate);
+        gp[w + 2 + s.shifts] = grad_gamma * softplus_grad(p[w + 2 + s.shifts]);
+      }
+
+      // Heads: raw = bias + hidden @ W_p^T.
+      vecmat(grad_raw, heads_weight, grad_hidden.data(), s.params, d);
+
+      // Controller.
+      T *grad_gates = v.at(s.grad_gates, v.tb(t, b) * g);
+      const T *gates = v.at(s.gates, v.tb(t, b) * g);
+      if (s.kind == LSTM) {
+        const T *cell = v.at(s.cell, v.tb(t, b) * d);
+        const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, b) * d) : v.at(s.cell0, b * d);
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) {
+          const T in = gates[j], forget = gates[d + j], candidate = gates[2 * d + j];
+          const T out = gates[3 * d + j], squashed = std::tanh(cell[j]);
+          const T dc = grad_cell[j] + grad_hidden[j] * out * (1 - squashed * squashed);
+          grad_gates[j] = dc * candidate * in * (1 - in);
+          grad_gates[d + j] = dc * prev_cell[j] * forget * (1 - forget);
+          grad_gates[2 * d + j] = dc * in * (1 - candidate * candidate);
+          grad_gates[3 * d + j] = grad_hidden[j] * squashed * out * (1 - out);
+          grad_prev_cell[j] = dc * forget;
+        }
+        std::fill(grad_prev_hidden.begin(), grad_prev_hidden.end(), T(0));
+        vecmat(grad_gates, hidden_weight, grad_prev_hidden.data(), g, d);
+      } else {
+        for (int64_t j = 0; j < d; ++j) grad_gates[j] = gates[j] > 0 ? grad_hidden[j] : T(0);
+      }
+      std::fill(grad_prev_reads.begin(), grad_prev_reads.end(), T(0));
+      vecmat(grad_gates, reads_weight, grad_prev_reads.data(), g, q);
+
+      // What step t - 1 receives.
+      grad_hidden.swap(grad_prev_hidden);
+      if (s.kind != LSTM) std::fill(grad_hidden.begin(), grad_hidden.end(), T(0));
+      grad_cell.swap(grad_prev_cell);
+      grad_reads.swap(grad_prev_reads);
+      grad_memory.swap(grad_prev_memory);
+      grad_weights.swap(grad_prev_weights);
+    }
+    std::memcpy(v.at(s.grad_memory0, b * n * w), grad_memory.data(), sizeof(T) * n * w);
+    std::memcpy(v.at(s.grad_weights0, b * heads * n), grad_weights.data(), sizeof(T) * heads * n);
+    std::memcpy(v.at(s.grad_reads0, b * q), grad_reads.data(), sizeof(T) * q);
+    std::memcpy(v.at(s.grad_hidden0, b * d), grad_hidden.data(), sizeof(T) * d);
+    if (s.kind == LSTM) std::memcpy(v.at(s.grad_cell0, b * d), grad_cell.data(), sizeof(T) * d);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+void ntm_forward_f32(const Sequence *s) { forward<float>(*s); }
+void ntm_forward_f64(const Sequence *s) { forward<double>(*s); }
+void ntm_backward_f32(const Sequence *s) { backward<float>(*s); }
+void ntm_backward_f64(const Sequence *s) { backward<double>(*s); }
+}
