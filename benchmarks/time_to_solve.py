@@ -5,9 +5,10 @@
 (start-up, compilation, validation), from starting the process to its exit; the evaluation
 grids that normally follow training are switched off here.
 
-Cold: an empty compile cache (a fresh TORCHINDUCTOR_CACHE_DIR, which holds inductor's and
-AOTAutograd's caches; the project writes no other), as on a fresh machine. Warm: the same run
-again with the cache the cold run left (`--no-warm` skips it).
+Cold: empty caches, as on a fresh machine: a fresh TORCHINDUCTOR_CACHE_DIR (inductor's and
+AOTAutograd's caches) and a fresh TORCH_NTM_CACHE (the fused sequence's C++ library, built on
+first use; the project writes no other cache). Warm: the same run again with the caches the
+cold run left (`--no-warm` skips it).
 
     python benchmarks/time_to_solve.py                       # copy, LSTM, seeds 0-4
     python benchmarks/time_to_solve.py --seeds 0 1 --overrides controller=mlp
@@ -39,7 +40,12 @@ def timed_run(overrides: list[str], run_dir: Path, cache_dir: Path) -> tuple[flo
         "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
     ]
-    env = dict(os.environ, WANDB_MODE="disabled", TORCHINDUCTOR_CACHE_DIR=str(cache_dir))
+    env = dict(
+        os.environ,
+        WANDB_MODE="disabled",
+        TORCHINDUCTOR_CACHE_DIR=str(cache_dir / "inductor"),
+        TORCH_NTM_CACHE=str(cache_dir / "ntm"),
+    )
     start = time.perf_counter()
     subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
     wall = time.perf_counter() - start

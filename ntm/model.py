@@ -155,11 +155,11 @@ class NTM(nn.Module):
     trained with 128 slots runs with 256. ``compile=True`` compiles the per-step cell with
     `torch.compile` for training (the time loop stays in Python: one small graph, compiled once);
     calls without gradients (evaluation) run eagerly, so new lengths, batch sizes and memory
-    sizes there cost no recompilation. ``fused=True`` runs calls with gradients as one fused
-    forward and backward over the whole sequence (`ntm.fused`: the time loop in C++, built on
-    first use) where the model allows it (an LSTM or MLP controller of one layer, one write
-    head, CPU, float32 or float64, no autocast), and falls back to the (compiled) step
-    otherwise; same function, several times the training throughput.
+    sizes there cost no recompilation. ``fused=True`` runs a whole sequence as one forward and
+    one backward call (`ntm.fused`: the time loop in C++, built on first use), with or without
+    gradients, where the model allows it (an LSTM or MLP controller of one layer, one write
+    head, CPU, float32 or float64, no autocast, no trace), and the (compiled) step otherwise;
+    the same function, several times the throughput.
     """
 
     def __init__(
@@ -216,7 +216,6 @@ class NTM(nn.Module):
             state = self.initial_state(x.shape[0], device=x.device)
         if (
             self.fused
-            and torch.is_grad_enabled()
             and not return_trace
             and fused.unsupported(self.cell, x) is None
             and fused.available()

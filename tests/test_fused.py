@@ -131,13 +131,13 @@ def test_float32_training_matches_the_stepped_cell():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5, msg=name)
 
 
-def test_calls_without_gradients_or_with_a_trace_run_the_cell(monkeypatch):
-    model = small_ntm(fused=True)
-    monkeypatch.setattr(fused, "run", lambda *args: pytest.fail("fused run called"))
+def test_calls_without_gradients_run_fused_and_calls_with_a_trace_step(monkeypatch):
+    model, reference = small_ntm(fused=True), small_ntm()
     x = torch.rand(2, 4, 5, dtype=torch.float64)
     with torch.no_grad():
-        model(x)
-    model(x, return_trace=True)
+        torch.testing.assert_close(model(x)[0], reference(x)[0], rtol=1e-10, atol=1e-10)
+        monkeypatch.setattr(fused, "run", lambda *args: pytest.fail("fused run called"))
+        model(x, return_trace=True)
 
 
 @pytest.mark.parametrize(
