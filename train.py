@@ -12,14 +12,18 @@ every launcher's jobs get the full names.
 
 import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, read_write
+from ntm import fused
 
-from ntm.experiment.callbacks import TrainingDiverged
-from ntm.experiment.config import ConfigError, expand_aliases
-from ntm.experiment.run import train
+fused.prepare()  # build the fused sequence's C++ library while the imports below run
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig, read_write  # noqa: E402
+
+from ntm.experiment.callbacks import TrainingDiverged  # noqa: E402
+from ntm.experiment.config import ConfigError, expand_aliases  # noqa: E402
+from ntm.experiment.run import train  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

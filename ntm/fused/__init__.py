@@ -10,9 +10,10 @@ gradcheck it in float64), for an LSTM or MLP controller of one layer, any number
 one write head, on the CPU, in float32 or float64, outside autocast; `unsupported` says why
 any other model is not.
 
-The library is built on first use with the system's C++ compiler (about 4 s) into
-``$TORCH_NTM_CACHE`` (default ``~/.cache/torch-ntm``), keyed by the source and the flags, and
-reused after. Without a compiler `NTM` falls back to its PyTorch step, with a warning.
+The library is built on first use with the system's C++ compiler (about 6 s; `prepare`
+starts it in the background) into ``$TORCH_NTM_CACHE`` (default ``~/.cache/torch-ntm``), keyed
+by the source and the flags, and reused after. Without a compiler `NTM` falls back to its
+PyTorch step, with a warning.
 
 Axes: t time, b batch, i input width, g controller pre-activations, d controller width,
 q all read vectors (r heads * w), p the heads' raw parameters, h heads, n slots, w word width.
@@ -27,6 +28,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from functools import cache
 from pathlib import Path
@@ -85,9 +87,23 @@ def library() -> ctypes.CDLL:
     return loaded
 
 
+def prepare() -> None:
+    """Start building (or loading) the library in a background thread, so that the first
+    fused call finds it ready: `train.py` calls this before its slow imports."""
+    threading.Thread(target=_load, daemon=True).start()
+
+
+_build_lock = threading.Lock()
+
+
 @cache
 def _load() -> ctypes.CDLL | str:
     """The library, or why there is none (cached either way: a failed build is not retried)."""
+    with _build_lock:  # `prepare`'s thread and the first call: one build, the other waits
+        return _build_and_load()
+
+
+def _build_and_load() -> ctypes.CDLL | str:
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if compiler is None:
         return "no C++ compiler found (set CXX)"
