@@ -87,7 +87,7 @@ def test_gradcheck_of_the_hand_written_backward(controller):
         tensor(gates, width, scale=0.5) if lstm else torch.zeros(0, 0, dtype=torch.float64),
         tensor(params, width, scale=0.5),
         tensor(params),
-        tensor(batch, slots, word),
+        tensor(batch, word, slots),  # the memory, word-major
         torch.softmax(torch.randn(batch, heads, slots, dtype=torch.float64), -1).requires_grad_(),
         tensor(batch, read_heads * word),
         tensor(batch, width, grad=lstm),
@@ -119,6 +119,19 @@ def test_gradients_are_finite_on_degenerate_memory(controller):
     for (name, _), got, want in zip(model.named_parameters(), grads, expected, strict=True):
         assert torch.isfinite(got).all(), name
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_inconsistent_sizes_are_refused_before_the_cpp_code_sees_them():
+    model = small_ntm()
+    state = model.initial_state(2)
+    with pytest.raises(ValueError, match="memory0 has shape"):  # (b, n, w) where (b, w, n) goes
+        fused.FusedSequence.apply(
+            fused.LSTM, 1, torch.zeros(4, 2, 64, dtype=torch.float64),
+            model.cell.controller.cells[0].weight_ih[:, 5:].contiguous(),
+            model.cell.controller.cells[0].weight_hh, model.cell.heads.projection.weight,
+            model.cell.heads.projection.bias, state.memory, state.weights,
+            state.reads.flatten(1), state.controller[0][0], state.controller[1][0],
+        )  # fmt: skip
 
 
 def test_float32_training_matches_the_stepped_cell():

@@ -180,19 +180,33 @@ class FusedSequence(torch.autograd.Function):
     """The recurrent part of a sequence; see the module docstring and sequence.cpp.
 
     Inputs: input_gates (t, b, g), reads_weight (g, q), hidden_weight (g, d) (empty for the
-    MLP), heads_weight (p, d), heads_bias (p), and the initial state: memory0 (b, n, w),
-    weights0 (b, h, n), reads0 (b, q), hidden0 (b, d), cell0 (b, d) (zeros for the MLP).
-    Outputs: hidden (t, b, d) and reads (t, b, q) of every step, and the final memory
-    (b, n, w), weights (b, h, n) and cell (b, d).
+    MLP), heads_weight (p, d), heads_bias (p), and the initial state: memory0 (b, w, n), word-major
+    (the transpose of the model's), weights0 (b, h, n), reads0 (b, q), hidden0 (b, d), cell0
+    (b, d) (zeros for the MLP). Outputs: hidden (t, b, d) and reads (t, b, q) of every step,
+    and the final memory (b, w, n), weights (b, h, n) and cell (b, d).
     """
 
     @staticmethod
     def forward(ctx, kind, read_heads, input_gates, reads_weight, hidden_weight, heads_weight,
                 heads_bias, memory0, weights0, reads0, hidden0, cell0):  # fmt: skip
         steps, batch, gates = input_gates.shape
-        slots, word = memory0.shape[1:]
-        heads, width, params = weights0.shape[1], heads_weight.shape[1], heads_weight.shape[0]
+        heads, slots = weights0.shape[1:]
+        word, width, params = reads0.shape[1] // read_heads, heads_weight.shape[1], len(heads_bias)
         shifts = (params - 2 * word) // heads - word - 3
+        _check_sizes(
+            input_gates=(input_gates, (steps, batch, 4 * width if kind == LSTM else width)),
+            memory0=(memory0, (batch, word, slots)),
+            weights0=(weights0, (batch, read_heads + 1, slots)),
+            reads0=(reads0, (batch, read_heads * word)),
+            reads_weight=(reads_weight, (gates, read_heads * word)),
+            hidden_weight=(hidden_weight, (gates, width) if kind == LSTM else (0, 0)),
+            heads_weight=(heads_weight, (heads * (word + 3 + shifts) + 2 * word, width)),
+            heads_bias=(heads_bias, (params,)),
+            hidden0=(hidden0, (batch, width)),
+            cell0=(cell0, (batch, width)),
+        )
+        if shifts < 1 or shifts % 2 == 0:
+            raise ValueError(f"fused sequence: {params} head parameters leave {shifts} shifts")
         new = input_gates.new_empty
         saved = {
             "hidden": new(steps, batch, width),
@@ -200,7 +214,7 @@ class FusedSequence(torch.autograd.Function):
             "gates": new(steps, batch, gates),
             "raw": new(steps, batch, params),
             "reads": new(steps, batch, read_heads * word),
-            "memory": new(steps + 1, batch, slots, word),
+            "memory": new(steps + 1, batch, word, slots),
             **{
                 name: new(steps, batch, heads, slots)
                 for name in ("similarity", "content", "gated", "shifted", "weights")
@@ -285,6 +299,19 @@ class FusedSequence(torch.autograd.Function):
         )
 
 
+def _check_sizes(**tensors: tuple[Tensor, tuple[int, ...]]) -> None:
+    """The C++ code trusts every size: a wrong one would read or write out of bounds there."""
+    dtype = tensors["input_gates"][0].dtype
+    for name, (tensor, shape) in tensors.items():
+        if tuple(tensor.shape) != shape or not tensor.is_contiguous():
+            raise ValueError(
+                f"fused sequence: {name} has shape {tuple(tensor.shape)}, "
+                f"expected {shape}, contiguous"
+            )
+        if tensor.dtype != dtype or tensor.device.type != "cpu":
+            raise ValueError(f"fused sequence: {name} is {tensor.dtype} on {tensor.device}")
+
+
 def _call(direction: str, dtype: torch.dtype, sequence: _Sequence) -> None:
     suffix = {torch.float32: "f32", torch.float64: "f64"}[dtype]
     getattr(library(), f"ntm_{direction}_{suffix}")(ctypes.byref(sequence))
@@ -323,7 +350,7 @@ def run(cell: Any, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         hidden_weight.contiguous(),
         heads.projection.weight.contiguous(),
         heads.projection.bias.contiguous(),
-        state.memory.contiguous(),
+        state.memory.transpose(1, 2).contiguous(),  # word-major: b n w -> b w n
         state.weights.contiguous(),
         state.reads.flatten(1).contiguous(),
         hidden0.contiguous(),
@@ -332,4 +359,5 @@ def run(cell: Any, x: Tensor, state: Any) -> tuple[Tensor, Any]:
     logits = cell.output(torch.cat([hidden, reads], dim=-1)).transpose(0, 1)  # b t o
     final_reads = reads[-1].view(batch, heads.read_heads, cell.memory_width)
     controller_state = (hidden[-1][None], cell_final[None]) if lstm else state.controller
+    memory = memory.transpose(1, 2).contiguous()  # b w n -> b n w
     return logits, NTMState(memory, weights, final_reads, controller_state)

@@ -12,6 +12,8 @@
 // Layout (row-major, contiguous): t time, b batch, g controller pre-activations (4d for the
 // LSTM in PyTorch's i, f, g, o order; d for the MLP), d controller width, q all reads (r * w),
 // p the heads' raw parameters, h heads (reads first, the write head last), n slots, w width.
+// The memory is word-major here, (w, n) per sample, the transpose of the model's (n, w): every
+// memory loop then runs along the slots, vectorised, instead of along short words.
 // Built by ntm/fused/__init__.py with the system's C++ compiler; no PyTorch headers.
 
 // glibc declares vector versions of exp, log and tanh (libmvec) only under __FAST_MATH__; this
@@ -109,6 +111,18 @@ template <typename T> void vecmat(const T *x, const T *matrix, T *y, int64_t row
   }
 }
 
+// norms[i] = |memory[:, i]| for a word-major memory (w, n).
+template <typename T> void slot_norms(const T *memory, T *norms, int64_t n, int64_t w) {
+  std::fill(norms, norms + n, T(0));
+  for (int64_t j = 0; j < w; ++j) {
+    const T *row = memory + j * n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) norms[i] += row[i] * row[i];
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(norms[i]);
+}
+
 // y[i] += a * x[(i - shift) mod n] for i in 0..n-1, |shift| < n: two contiguous pieces.
 template <typename T> void rolled_axpy(T a, const T *x, T *y, int64_t n, int64_t shift) {
   shift = ((shift % n) + n) % n;
@@ -134,16 +148,16 @@ struct Sequence {
   const void *reads_weight, *reads_weight_t;  // (g, q) and (q, g)
   const void *hidden_weight, *hidden_weight_t;  // (g, d) and (d, g); LSTM only
   const void *heads_weight, *heads_weight_t, *heads_bias;  // (p, d), (d, p), (p)
-  const void *memory0, *weights0, *reads0, *hidden0, *cell0;  // (b,n,w) (b,h,n) (b,q) (b,d) (b,d)
+  const void *memory0, *weights0, *reads0, *hidden0, *cell0;  // (b,w,n) (b,h,n) (b,q) (b,d) (b,d)
   // saved by forward
   void *hidden, *cell, *gates;  // (t, b, d), (t, b, d) LSTM only, (t, b, g) after activation
   void *raw;  // (t, b, p): head parameters before their activations
   void *reads;  // (t, b, q)
-  void *memory;  // (t + 1, b, n, w): memory[0] = memory0, memory[t + 1] after step t
+  void *memory;  // (t + 1, b, w, n): memory[0] = memory0, memory[t + 1] after step t
   void *similarity, *content, *gated, *shifted, *weights;  // (t, b, h, n) each, eq. 6, 5, 7, 8, 9
   // backward: gradients in (of the outputs hidden and reads, and of the final state) ...
   const void *grad_hidden, *grad_reads;  // (t, b, d), (t, b, q)
-  const void *grad_memory_final, *grad_weights_final, *grad_cell_final;  // (b,n,w) (b,h,n) (b,d)
+  const void *grad_memory_final, *grad_weights_final, *grad_cell_final;  // (b,w,n) (b,h,n) (b,d)
   // ... and out
   void *grad_gates, *grad_raw;  // (t, b, g), (t, b, p)
   void *grad_memory0, *grad_weights0, *grad_reads0, *grad_hidden0, *grad_cell0;
@@ -212,7 +226,7 @@ template <typename T> void forward(const Sequence &s) {
 
       // Addressing, every head on the previous memory.
       const T *memory = v.memory(t, b);
-      for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(dot(memory + i * w, memory + i * w, w));
+      slot_norms(memory, norms.data(), n, w);
       for (int64_t h = 0; h < v.heads; ++h) {
         const T *p = raw + h * v.head_params;
         const T *key = p;
@@ -225,8 +239,11 @@ template <typename T> void forward(const Sequence &s) {
         T *shifted = v.addressing(s.shifted, t, b) + h * n;
         T *weights = v.addressing(s.weights, t, b) + h * n;
         const T key_norm = std::sqrt(dot(key, key, w));
-        for (int64_t i = 0; i < n; ++i) {  // eq. 6
-          similarity[i] = dot(key, memory + i * w, w) / std::max(key_norm * norms[i], T(NORM_EPS));
+        std::fill(similarity, similarity + n, T(0));  // eq. 6
+        for (int64_t j = 0; j < w; ++j) axpy(key[j], memory + j * n, similarity, n);
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          similarity[i] /= std::max(key_norm * norms[i], T(NORM_EPS));
           content[i] = strength * similarity[i];
         }
         softmax(content, content, n);  // eq. 5
@@ -245,14 +262,18 @@ template <typename T> void forward(const Sequence &s) {
       T *reads = v.at(s.reads, v.tb(t, b) * q);
       std::fill(reads, reads + q, T(0));
       for (int64_t h = 0; h < s.read_heads; ++h)
-        for (int64_t i = 0; i < n; ++i) axpy(weights[h * n + i], memory + i * w, reads + h * w, w);
+        for (int64_t j = 0; j < w; ++j) reads[h * w + j] = dot(weights + h * n, memory + j * n, n);
       const T *write = weights + s.read_heads * n;
       const T *erase_raw = raw + v.heads * v.head_params, *add = erase_raw + w;
       for (int64_t j = 0; j < w; ++j) erase[j] = sigmoid(erase_raw[j]);
       T *next = v.memory(t + 1, b);
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < w; ++j)
-          next[i * w + j] = memory[i * w + j] * (1 - write[i] * erase[j]) + write[i] * add[j];
+      for (int64_t j = 0; j < w; ++j) {
+        const T *row = memory + j * n;
+        T *next_row = next + j * n;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i)
+          next_row[i] = row[i] * (1 - write[i] * erase[j]) + write[i] * add[j];
+      }
     }
   }
 }
@@ -269,7 +290,7 @@ template <typename T> void backward(const Sequence &s) {
       grad_weights(heads * n);
   std::vector<T> grad_prev_hidden(d), grad_prev_cell(d), grad_prev_reads(q),
       grad_prev_memory(n * w), grad_prev_weights(heads * n), grad_step_weights(heads * n),
-      norms(n), grad_gated(n), shift(s.shifts), grad_shift(s.shifts), erase(w), grad_erase(w),
+      norms(n), dot_scale(n), memory_scale(n), grad_gated(n), shift(s.shifts), grad_shift(s.shifts), erase(w), grad_erase(w),
       grad_add(w);
 
   for (int64_t b = 0; b < s.batch; ++b) {
@@ -297,19 +318,19 @@ template <typename T> void backward(const Sequence &s) {
       const T *erase_raw = raw + heads * v.head_params, *add = erase_raw + w;
       T *grad_write = grad_step_weights.data() + s.read_heads * n;
       for (int64_t j = 0; j < w; ++j) erase[j] = sigmoid(erase_raw[j]);
-      std::fill(grad_erase.begin(), grad_erase.end(), T(0));
-      std::fill(grad_add.begin(), grad_add.end(), T(0));
-      for (int64_t i = 0; i < n; ++i) {
-        const T *m = memory + i * w, *gm = grad_memory.data() + i * w;
-        T *gpm = grad_prev_memory.data() + i * w;
-        T total = 0;
-        for (int64_t j = 0; j < w; ++j) {
-          total += gm[j] * (add[j] - m[j] * erase[j]);
-          grad_erase[j] -= gm[j] * m[j] * write[i];
-          grad_add[j] += gm[j] * write[i];
-          gpm[j] = gm[j] * (1 - write[i] * erase[j]);
+      for (int64_t j = 0; j < w; ++j) {
+        const T *m = memory + j * n, *gm = grad_memory.data() + j * n;
+        T *gpm = grad_prev_memory.data() + j * n;
+        T erased = 0, added = 0;
+#pragma omp simd reduction(+ : erased, added)
+        for (int64_t i = 0; i < n; ++i) {
+          grad_write[i] += gm[i] * (add[j] - m[i] * erase[j]);
+          erased += gm[i] * m[i] * write[i];
+          added += gm[i] * write[i];
+          gpm[i] = gm[i] * (1 - write[i] * erase[j]);
         }
-        grad_write[i] += total;
+        grad_erase[j] = -erased;
+        grad_add[j] = added;
       }
       T *grad_erase_raw = grad_raw + heads * v.head_params;
       for (int64_t j = 0; j < w; ++j) {
@@ -320,14 +341,14 @@ template <typename T> void backward(const Sequence &s) {
       // Read: reads[h] = sum_i weights[h, i] memory[i].
       for (int64_t h = 0; h < s.read_heads; ++h) {
         const T *gr = grad_reads.data() + h * w;
-        for (int64_t i = 0; i < n; ++i) {
-          grad_step_weights[h * n + i] += dot(gr, memory + i * w, w);
-          axpy(weights[h * n + i], gr, grad_prev_memory.data() + i * w, w);
+        for (int64_t j = 0; j < w; ++j) {
+          axpy(gr[j], memory + j * n, grad_step_weights.data() + h * n, n);
+          axpy(gr[j], weights + h * n, grad_prev_memory.data() + j * n, n);
         }
       }
 
       // Addressing, each head back from its weights to its raw parameters and the memory.
-      for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(dot(memory + i * w, memory + i * w, w));
+      slot_norms(memory, norms.data(), n, w);
       for (int64_t h = 0; h < heads; ++h) {
         const T *p = raw + h * v.head_params;
         T *gp = grad_raw + h * v.head_params;
@@ -377,25 +398,26 @@ template <typename T> void backward(const Sequence &s) {
         }
         // eq. 6: similarity[i] = key . memory[i] / max(|key| |memory[i]|, eps).
         const T key_norm = std::sqrt(dot(key, key, w));
-        T *grad_key = gp;
-        for (int64_t j = 0; j < w; ++j) grad_key[j] = 0;
+        // Per slot: d similarity / d (key . memory[:, i]) = scale[i]; above the floor also
+        // the norms' terms, -similarity / |key|^2 and -similarity / |memory[:, i]|^2.
+        T key_total = 0;
+#pragma omp simd reduction(+ : key_total)
         for (int64_t i = 0; i < n; ++i) {
-          const T *m = memory + i * w;
-          T *gm = grad_prev_memory.data() + i * w;
           const T norm = key_norm * norms[i];
-          if (norm >= T(NORM_EPS)) {  // both norms > 0: the norms' gradients too
-            const T a = grad[i] / norm;
-            const T key_scale = grad[i] * similarity[i] / (key_norm * key_norm);
-            const T memory_scale = grad[i] * similarity[i] / (norms[i] * norms[i]);
-            for (int64_t j = 0; j < w; ++j) {
-              grad_key[j] += a * m[j] - key_scale * key[j];
-              gm[j] += a * key[j] - memory_scale * m[j];
-            }
-          } else {  // the floor: a constant denominator
-            const T a = grad[i] / T(NORM_EPS);
-            axpy(a, m, grad_key, w);
-            axpy(a, key, gm, w);
-          }
+          const bool floored = norm < T(NORM_EPS);
+          const T of_norms = floored ? T(0) : grad[i] * similarity[i];
+          key_total += of_norms;
+          dot_scale[i] = grad[i] / (floored ? T(NORM_EPS) : norm);
+          memory_scale[i] = floored ? T(0) : of_norms / (norms[i] * norms[i]);
+        }
+        if (key_norm > 0) key_total /= key_norm * key_norm;  // (0 only if every slot floored)
+        T *grad_key = gp;
+        for (int64_t j = 0; j < w; ++j) {
+          const T *m = memory + j * n;
+          T *gm = grad_prev_memory.data() + j * n;
+          grad_key[j] = dot(dot_scale.data(), m, n) - key_total * key[j];
+#pragma omp simd
+          for (int64_t i = 0; i < n; ++i) gm[i] += dot_scale[i] * key[j] - memory_scale[i] * m[i];
         }
         gp[w] = grad_strength * softplus_grad(p[w]);
         gp[w + 1] = grad_gate * gate * (1 - gate);
