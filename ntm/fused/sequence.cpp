@@ -85,30 +85,49 @@ template <typename T> inline T dot(const T *x, const T *y, int64_t m) {
   return total;
 }
 
-// y[0:cols] += x[0:rows] @ matrix (rows, cols). A block of outputs is accumulated over all rows
-// in registers, instead of an axpy per row that stores y each time (the hot spot otherwise).
-template <typename T> void vecmat(const T *x, const T *matrix, T *y, int64_t rows, int64_t cols) {
-  constexpr int64_t BLOCK = 256 / sizeof(T);  // four 512-bit registers
-  int64_t c0 = 0;
-  for (; c0 + BLOCK <= cols; c0 += BLOCK) {
-    T acc[BLOCK] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const T a = x[r], *row = matrix + r * cols + c0;
+// y (rows, cols) += x (rows, inner) @ matrix (inner, cols), all row-major, for ROWS rows: a
+// block of ROWS x BLOCK outputs is accumulated in registers over the inner axis, so each row of
+// the matrix is loaded once per ROWS rows of x (samples of the batch), not once per row.
+template <int64_t ROWS, typename T>
+void matmat_rows(const T *x, const T *matrix, T *y, int64_t inner, int64_t cols) {
+  constexpr int64_t BLOCK = 256 / sizeof(T);  // four 512-bit registers a row
+  for (int64_t c0 = 0; c0 < cols; c0 += BLOCK) {
+    T acc[ROWS][BLOCK] = {};
+    if (c0 + BLOCK <= cols) {  // constant bounds: the accumulators stay in registers
+      for (int64_t k = 0; k < inner; ++k) {
+        const T *row = matrix + k * cols + c0;
+#pragma GCC unroll 4
+        for (int64_t r = 0; r < ROWS; ++r) {
+          const T a = x[r * inner + k];
 #pragma omp simd
-      for (int64_t c = 0; c < BLOCK; ++c) acc[c] += a * row[c];
-    }
-    axpy(T(1), acc, y + c0, BLOCK);
-  }
-  if (c0 < cols) {
-    const int64_t width = cols - c0;
-    T acc[BLOCK] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-      const T a = x[r], *row = matrix + r * cols + c0;
+          for (int64_t c = 0; c < BLOCK; ++c) acc[r][c] += a * row[c];
+        }
+      }
+    } else {
+      const int64_t width = cols - c0;
+      for (int64_t k = 0; k < inner; ++k) {
+        const T *row = matrix + k * cols + c0;
+#pragma GCC unroll 4
+        for (int64_t r = 0; r < ROWS; ++r) {
+          const T a = x[r * inner + k];
 #pragma omp simd
-      for (int64_t c = 0; c < width; ++c) acc[c] += a * row[c];
+          for (int64_t c = 0; c < width; ++c) acc[r][c] += a * row[c];
+        }
+      }
     }
-    axpy(T(1), acc, y + c0, width);
+    const int64_t width = std::min(BLOCK, cols - c0);
+    for (int64_t r = 0; r < ROWS; ++r) axpy(T(1), acc[r], y + r * cols + c0, width);
   }
+}
+
+// y (rows, cols) += x (rows, inner) @ matrix (inner, cols): four rows at a time.
+template <typename T>
+void matmat(const T *x, const T *matrix, T *y, int64_t rows, int64_t inner, int64_t cols) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) matmat_rows<4>(x + r * inner, matrix, y + r * cols, inner, cols);
+  if (rows - r == 3) matmat_rows<3>(x + r * inner, matrix, y + r * cols, inner, cols);
+  if (rows - r == 2) matmat_rows<2>(x + r * inner, matrix, y + r * cols, inner, cols);
+  if (rows - r == 1) matmat_rows<1>(x + r * inner, matrix, y + r * cols, inner, cols);
 }
 
 // norms[i] = |memory[:, i]| for a word-major memory (w, n).
@@ -184,46 +203,51 @@ template <typename T> struct View {
 template <typename T> void forward(const Sequence &s) {
   const View<T> v(s);
   const int64_t n = s.slots, w = s.word, d = s.width, q = s.reads_width, g = v.gates;
-  const int64_t k = s.shifts / 2;
+  const int64_t k = s.shifts / 2, batch = s.batch;
   const T *reads_weight_t = static_cast<const T *>(s.reads_weight_t);
   const T *hidden_weight_t = static_cast<const T *>(s.hidden_weight_t);
   const T *heads_weight_t = static_cast<const T *>(s.heads_weight_t);
   const T *heads_bias = static_cast<const T *>(s.heads_bias);
   std::vector<T> norms(n), shift(s.shifts), erase(w);
-  std::memcpy(s.memory, s.memory0, sizeof(T) * s.batch * n * w);
+  std::memcpy(s.memory, s.memory0, sizeof(T) * batch * n * w);
 
   for (int64_t t = 0; t < s.steps; ++t) {
-    for (int64_t b = 0; b < s.batch; ++b) {
-      const T *prev_reads = t ? v.at(s.reads, v.tb(t - 1, b) * q) : v.at(s.reads0, b * q);
-      const T *prev_hidden = t ? v.at(s.hidden, v.tb(t - 1, b) * d) : v.at(s.hidden0, b * d);
-      const T *prev_weights = t ? v.addressing(s.weights, t - 1, b) : v.at(s.weights0, b * v.heads * n);
-      T *gates = v.at(s.gates, v.tb(t, b) * g);
-      T *hidden = v.at(s.hidden, v.tb(t, b) * d);
-
-      // Controller: pre-activations = input's share + reads @ W_r^T (+ hidden @ W_hh^T).
-      std::memcpy(gates, v.at(s.input_gates, v.tb(t, b) * g), sizeof(T) * g);
-      vecmat(prev_reads, reads_weight_t, gates, q, g);
-      if (s.kind == LSTM) {
-        const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, b) * d) : v.at(s.cell0, b * d);
-        T *cell = v.at(s.cell, v.tb(t, b) * d);
-        vecmat(prev_hidden, hidden_weight_t, gates, d, g);
+    // Controller, the whole batch at once: pre-activations = the input's share
+    // + reads @ W_r^T (+ hidden @ W_hh^T).
+    const T *prev_reads = t ? v.at(s.reads, v.tb(t - 1, 0) * q) : v.at(s.reads0, 0);
+    const T *prev_hidden = t ? v.at(s.hidden, v.tb(t - 1, 0) * d) : v.at(s.hidden0, 0);
+    T *gates = v.at(s.gates, v.tb(t, 0) * g);  // (b, g)
+    T *hidden = v.at(s.hidden, v.tb(t, 0) * d);  // (b, d)
+    std::memcpy(gates, v.at(s.input_gates, v.tb(t, 0) * g), sizeof(T) * batch * g);
+    matmat(prev_reads, reads_weight_t, gates, batch, q, g);
+    if (s.kind == LSTM) {
+      const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, 0) * d) : v.at(s.cell0, 0);
+      T *cell = v.at(s.cell, v.tb(t, 0) * d);
+      matmat(prev_hidden, hidden_weight_t, gates, batch, d, g);
+      for (int64_t b = 0; b < batch; ++b) {
+        T *gb = gates + b * g;
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
-          const T in = sigmoid(gates[j]), forget = sigmoid(gates[d + j]);
-          const T candidate = std::tanh(gates[2 * d + j]), out = sigmoid(gates[3 * d + j]);
-          gates[j] = in, gates[d + j] = forget, gates[2 * d + j] = candidate, gates[3 * d + j] = out;
-          cell[j] = forget * prev_cell[j] + in * candidate;
-          hidden[j] = out * std::tanh(cell[j]);
+          const T in = sigmoid(gb[j]), forget = sigmoid(gb[d + j]);
+          const T candidate = std::tanh(gb[2 * d + j]), out = sigmoid(gb[3 * d + j]);
+          gb[j] = in, gb[d + j] = forget, gb[2 * d + j] = candidate, gb[3 * d + j] = out;
+          cell[b * d + j] = forget * prev_cell[b * d + j] + in * candidate;
+          hidden[b * d + j] = out * std::tanh(cell[b * d + j]);
         }
-      } else {
-        for (int64_t j = 0; j < d; ++j) hidden[j] = gates[j] = std::max(gates[j], T(0));
       }
+    } else {
+      for (int64_t j = 0; j < batch * d; ++j) hidden[j] = gates[j] = std::max(gates[j], T(0));
+    }
 
-      // Heads: raw parameters = heads_bias + hidden @ W_p^T.
-      T *raw = v.at(s.raw, v.tb(t, b) * s.params);
-      std::memcpy(raw, heads_bias, sizeof(T) * s.params);
-      vecmat(hidden, heads_weight_t, raw, d, s.params);
+    // Heads, the whole batch: raw parameters = heads_bias + hidden @ W_p^T.
+    T *raw_t = v.at(s.raw, v.tb(t, 0) * s.params);
+    for (int64_t b = 0; b < batch; ++b)
+      std::memcpy(raw_t + b * s.params, heads_bias, sizeof(T) * s.params);
+    matmat(hidden, heads_weight_t, raw_t, batch, d, s.params);
 
+    for (int64_t b = 0; b < batch; ++b) {
+      const T *raw = raw_t + b * s.params;
+      const T *prev_weights = t ? v.addressing(s.weights, t - 1, b) : v.at(s.weights0, b * v.heads * n);
       // Addressing, every head on the previous memory.
       const T *memory = v.memory(t, b);
       slot_norms(memory, norms.data(), n, w);
@@ -248,6 +272,7 @@ template <typename T> void forward(const Sequence &s) {
         }
         softmax(content, content, n);  // eq. 5
         const T *previous = prev_weights + h * n;
+#pragma omp simd
         for (int64_t i = 0; i < n; ++i) gated[i] = gate * content[i] + (1 - gate) * previous[i];
         std::fill(shifted, shifted + n, T(0));  // eq. 8: offset o - k moves slot i - (o - k) to i
         for (int64_t o = 0; o < s.shifts; ++o) rolled_axpy(shift[o], gated, shifted, n, o - k);
@@ -260,7 +285,6 @@ template <typename T> void forward(const Sequence &s) {
       // Read (eq. 2), then erase and add (eq. 3-4) with the write head.
       const T *weights = v.addressing(s.weights, t, b);
       T *reads = v.at(s.reads, v.tb(t, b) * q);
-      std::fill(reads, reads + q, T(0));
       for (int64_t h = 0; h < s.read_heads; ++h)
         for (int64_t j = 0; j < w; ++j) reads[h * w + j] = dot(weights + h * n, memory + j * n, n);
       const T *write = weights + s.read_heads * n;
@@ -281,191 +305,203 @@ template <typename T> void forward(const Sequence &s) {
 template <typename T> void backward(const Sequence &s) {
   const View<T> v(s);
   const int64_t n = s.slots, w = s.word, d = s.width, q = s.reads_width, g = v.gates;
-  const int64_t k = s.shifts / 2, heads = v.heads;
+  const int64_t k = s.shifts / 2, heads = v.heads, batch = s.batch;
   const T *reads_weight = static_cast<const T *>(s.reads_weight);
   const T *hidden_weight = static_cast<const T *>(s.hidden_weight);
   const T *heads_weight = static_cast<const T *>(s.heads_weight);
-  // What flows back into step t from step t + 1, per sample: the gradients of its outputs.
-  std::vector<T> grad_hidden(d), grad_cell(d), grad_reads(q), grad_memory(n * w),
-      grad_weights(heads * n);
-  std::vector<T> grad_prev_hidden(d), grad_prev_cell(d), grad_prev_reads(q),
-      grad_prev_memory(n * w), grad_prev_weights(heads * n), grad_step_weights(heads * n),
-      norms(n), dot_scale(n), memory_scale(n), grad_gated(n), shift(s.shifts), grad_shift(s.shifts), erase(w), grad_erase(w),
-      grad_add(w);
+  // What flows back into step t from step t + 1, for the whole batch: the gradients of its
+  // outputs (hidden, cell, reads, memory, weights), and what step t passes on to step t - 1.
+  std::vector<T> grad_hidden(batch * d), grad_cell(batch * d), grad_reads(batch * q),
+      grad_memory(batch * n * w), grad_weights(batch * heads * n);
+  std::vector<T> grad_prev_hidden(batch * d), grad_prev_cell(batch * d),
+      grad_prev_reads(batch * q), grad_prev_memory(batch * n * w),
+      grad_prev_weights(batch * heads * n);
+  // Scratch of one sample.
+  std::vector<T> grad_step_weights(heads * n), norms(n), dot_scale(n), memory_scale(n),
+      grad_gated(n), shift(s.shifts), grad_shift(s.shifts), erase(w), grad_erase(w), grad_add(w);
+  std::memcpy(grad_memory.data(), s.grad_memory_final, sizeof(T) * batch * n * w);
+  std::memcpy(grad_weights.data(), s.grad_weights_final, sizeof(T) * batch * heads * n);
+  if (s.kind == LSTM) std::memcpy(grad_cell.data(), s.grad_cell_final, sizeof(T) * batch * d);
 
-  for (int64_t b = 0; b < s.batch; ++b) {
-    std::fill(grad_hidden.begin(), grad_hidden.end(), T(0));
-    std::fill(grad_reads.begin(), grad_reads.end(), T(0));
-    std::memcpy(grad_memory.data(), v.at(s.grad_memory_final, b * n * w), sizeof(T) * n * w);
-    std::memcpy(grad_weights.data(), v.at(s.grad_weights_final, b * heads * n),
-                sizeof(T) * heads * n);
-    if (s.kind == LSTM)
-      std::memcpy(grad_cell.data(), v.at(s.grad_cell_final, b * d), sizeof(T) * d);
+  for (int64_t t = s.steps - 1; t >= 0; --t) {
+    axpy(T(1), v.at(s.grad_hidden, v.tb(t, 0) * d), grad_hidden.data(), batch * d);
+    axpy(T(1), v.at(s.grad_reads, v.tb(t, 0) * q), grad_reads.data(), batch * q);
 
-    for (int64_t t = s.steps - 1; t >= 0; --t) {
+    // Memory and addressing, one sample at a time: back to the heads' raw parameters.
+    for (int64_t b = 0; b < batch; ++b) {
       const T *memory = v.memory(t, b);  // the memory this step addressed, read and wrote
       const T *raw = v.at(s.raw, v.tb(t, b) * s.params);
       const T *weights = v.addressing(s.weights, t, b);
       const T *prev_weights = t ? v.addressing(s.weights, t - 1, b) : v.at(s.weights0, b * heads * n);
+      const T *grad_memory_b = grad_memory.data() + b * n * w;
+      const T *grad_reads_b = grad_reads.data() + b * q;
+      T *grad_prev_memory_b = grad_prev_memory.data() + b * n * w;
+      T *grad_prev_weights_b = grad_prev_weights.data() + b * heads * n;
       T *grad_raw = v.at(s.grad_raw, v.tb(t, b) * s.params);
       std::fill(grad_raw, grad_raw + s.params, T(0));
-      axpy(T(1), v.at(s.grad_hidden, v.tb(t, b) * d), grad_hidden.data(), d);
-      axpy(T(1), v.at(s.grad_reads, v.tb(t, b) * q), grad_reads.data(), q);
-      std::memcpy(grad_step_weights.data(), grad_weights.data(), sizeof(T) * heads * n);
+      std::memcpy(grad_step_weights.data(), grad_weights.data() + b * heads * n,
+                  sizeof(T) * heads * n);
 
-      // Erase and add: next = memory * (1 - write e^T) + write a^T.
-      const T *write = weights + s.read_heads * n;
-      const T *erase_raw = raw + heads * v.head_params, *add = erase_raw + w;
-      T *grad_write = grad_step_weights.data() + s.read_heads * n;
-      for (int64_t j = 0; j < w; ++j) erase[j] = sigmoid(erase_raw[j]);
-      for (int64_t j = 0; j < w; ++j) {
-        const T *m = memory + j * n, *gm = grad_memory.data() + j * n;
-        T *gpm = grad_prev_memory.data() + j * n;
-        T erased = 0, added = 0;
-#pragma omp simd reduction(+ : erased, added)
-        for (int64_t i = 0; i < n; ++i) {
-          grad_write[i] += gm[i] * (add[j] - m[i] * erase[j]);
-          erased += gm[i] * m[i] * write[i];
-          added += gm[i] * write[i];
-          gpm[i] = gm[i] * (1 - write[i] * erase[j]);
-        }
-        grad_erase[j] = -erased;
-        grad_add[j] = added;
-      }
-      T *grad_erase_raw = grad_raw + heads * v.head_params;
-      for (int64_t j = 0; j < w; ++j) {
-        grad_erase_raw[j] = grad_erase[j] * erase[j] * (1 - erase[j]);
-        grad_erase_raw[w + j] = grad_add[j];
-      }
-
-      // Read: reads[h] = sum_i weights[h, i] memory[i].
-      for (int64_t h = 0; h < s.read_heads; ++h) {
-        const T *gr = grad_reads.data() + h * w;
+        // Erase and add: next = memory * (1 - write e^T) + write a^T.
+        const T *write = weights + s.read_heads * n;
+        const T *erase_raw = raw + heads * v.head_params, *add = erase_raw + w;
+        T *grad_write = grad_step_weights.data() + s.read_heads * n;
+        for (int64_t j = 0; j < w; ++j) erase[j] = sigmoid(erase_raw[j]);
         for (int64_t j = 0; j < w; ++j) {
-          axpy(gr[j], memory + j * n, grad_step_weights.data() + h * n, n);
-          axpy(gr[j], weights + h * n, grad_prev_memory.data() + j * n, n);
+          const T *m = memory + j * n, *gm = grad_memory_b + j * n;
+          T *gpm = grad_prev_memory_b + j * n;
+          T erased = 0, added = 0;
+  #pragma omp simd reduction(+ : erased, added)
+          for (int64_t i = 0; i < n; ++i) {
+            grad_write[i] += gm[i] * (add[j] - m[i] * erase[j]);
+            erased += gm[i] * m[i] * write[i];
+            added += gm[i] * write[i];
+            gpm[i] = gm[i] * (1 - write[i] * erase[j]);
+          }
+          grad_erase[j] = -erased;
+          grad_add[j] = added;
         }
-      }
-
-      // Addressing, each head back from its weights to its raw parameters and the memory.
-      slot_norms(memory, norms.data(), n, w);
-      for (int64_t h = 0; h < heads; ++h) {
-        const T *p = raw + h * v.head_params;
-        T *gp = grad_raw + h * v.head_params;
-        const T *key = p;
-        const T strength = softplus(p[w]), gate = sigmoid(p[w + 1]);
-        const T gamma = 1 + softplus(p[w + 2 + s.shifts]);
-        softmax(p + w + 2, shift.data(), s.shifts);
-        const T *similarity = v.addressing(s.similarity, t, b) + h * n;
-        const T *content = v.addressing(s.content, t, b) + h * n;
-        const T *gated = v.addressing(s.gated, t, b) + h * n;
-        const T *shifted = v.addressing(s.shifted, t, b) + h * n;
-        const T *final = weights + h * n, *previous = prev_weights + h * n;
-        T *grad = grad_step_weights.data() + h * n;  // reused: d final -> d shifted -> ...
-
-        // eq. 9: final = softmax(gamma * log(max(shifted, floor))).
-        softmax_backward(final, grad, n);  // now d(gamma * log)
-        T grad_gamma = 0;
-#pragma omp simd reduction(+ : grad_gamma)
-        for (int64_t i = 0; i < n; ++i) {
-          const bool floored = shifted[i] < T(SHARPEN_FLOOR);
-          grad_gamma += grad[i] * std::log(floored ? T(SHARPEN_FLOOR) : shifted[i]);
-          grad[i] = floored ? T(0) : gamma * grad[i] / shifted[i];  // now d shifted
-        }
-        // eq. 8: shifted[i] = sum_o gated[i - (o - k)] shift[o].
-        T *gg = grad_gated.data();
-        std::fill(gg, gg + n, T(0));
-        for (int64_t o = 0; o < s.shifts; ++o) {
-          grad_shift[o] = rolled_dot(gated, grad, n, o - k);
-          rolled_axpy(shift[o], grad, gg, n, -(o - k));
-        }
-        softmax_backward(shift.data(), grad_shift.data(), s.shifts);
-        for (int64_t o = 0; o < s.shifts; ++o) gp[w + 2 + o] = grad_shift[o];
-        // eq. 7: gated = gate * content + (1 - gate) * previous.
-        T grad_gate = 0;
-        T *grad_previous = grad_prev_weights.data() + h * n;
-        for (int64_t i = 0; i < n; ++i) {
-          grad_gate += gg[i] * (content[i] - previous[i]);
-          grad_previous[i] = (1 - gate) * gg[i];
-          grad[i] = gate * gg[i];  // now d content
-        }
-        // eq. 5: content = softmax(strength * similarity).
-        softmax_backward(content, grad, n);  // now d(strength * similarity)
-        T grad_strength = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          grad_strength += grad[i] * similarity[i];
-          grad[i] *= strength;  // now d similarity
-        }
-        // eq. 6: similarity[i] = key . memory[i] / max(|key| |memory[i]|, eps).
-        const T key_norm = std::sqrt(dot(key, key, w));
-        // Per slot: d similarity / d (key . memory[:, i]) = scale[i]; above the floor also
-        // the norms' terms, -similarity / |key|^2 and -similarity / |memory[:, i]|^2.
-        T key_total = 0;
-#pragma omp simd reduction(+ : key_total)
-        for (int64_t i = 0; i < n; ++i) {
-          const T norm = key_norm * norms[i];
-          const bool floored = norm < T(NORM_EPS);
-          const T of_norms = floored ? T(0) : grad[i] * similarity[i];
-          key_total += of_norms;
-          dot_scale[i] = grad[i] / (floored ? T(NORM_EPS) : norm);
-          memory_scale[i] = floored ? T(0) : of_norms / (norms[i] * norms[i]);
-        }
-        if (key_norm > 0) key_total /= key_norm * key_norm;  // (0 only if every slot floored)
-        T *grad_key = gp;
+        T *grad_erase_raw = grad_raw + heads * v.head_params;
         for (int64_t j = 0; j < w; ++j) {
-          const T *m = memory + j * n;
-          T *gm = grad_prev_memory.data() + j * n;
-          grad_key[j] = dot(dot_scale.data(), m, n) - key_total * key[j];
-#pragma omp simd
-          for (int64_t i = 0; i < n; ++i) gm[i] += dot_scale[i] * key[j] - memory_scale[i] * m[i];
+          grad_erase_raw[j] = grad_erase[j] * erase[j] * (1 - erase[j]);
+          grad_erase_raw[w + j] = grad_add[j];
         }
-        gp[w] = grad_strength * softplus_grad(p[w]);
-        gp[w + 1] = grad_gate * gate * (1 - gate);
-        gp[w + 2 + s.shifts] = grad_gamma * softplus_grad(p[w + 2 + s.shifts]);
-      }
 
-      // Heads: raw = bias + hidden @ W_p^T.
-      vecmat(grad_raw, heads_weight, grad_hidden.data(), s.params, d);
+        // Read: reads[h] = sum_i weights[h, i] memory[i].
+        for (int64_t h = 0; h < s.read_heads; ++h) {
+          const T *gr = grad_reads_b + h * w;
+          for (int64_t j = 0; j < w; ++j) {
+            axpy(gr[j], memory + j * n, grad_step_weights.data() + h * n, n);
+            axpy(gr[j], weights + h * n, grad_prev_memory_b + j * n, n);
+          }
+        }
 
-      // Controller.
-      T *grad_gates = v.at(s.grad_gates, v.tb(t, b) * g);
-      const T *gates = v.at(s.gates, v.tb(t, b) * g);
-      if (s.kind == LSTM) {
-        const T *cell = v.at(s.cell, v.tb(t, b) * d);
-        const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, b) * d) : v.at(s.cell0, b * d);
+        // Addressing, each head back from its weights to its raw parameters and the memory.
+        slot_norms(memory, norms.data(), n, w);
+        for (int64_t h = 0; h < heads; ++h) {
+          const T *p = raw + h * v.head_params;
+          T *gp = grad_raw + h * v.head_params;
+          const T *key = p;
+          const T strength = softplus(p[w]), gate = sigmoid(p[w + 1]);
+          const T gamma = 1 + softplus(p[w + 2 + s.shifts]);
+          softmax(p + w + 2, shift.data(), s.shifts);
+          const T *similarity = v.addressing(s.similarity, t, b) + h * n;
+          const T *content = v.addressing(s.content, t, b) + h * n;
+          const T *gated = v.addressing(s.gated, t, b) + h * n;
+          const T *shifted = v.addressing(s.shifted, t, b) + h * n;
+          const T *final = weights + h * n, *previous = prev_weights + h * n;
+          T *grad = grad_step_weights.data() + h * n;  // reused: d final -> d shifted -> ...
+
+          // eq. 9: final = softmax(gamma * log(max(shifted, floor))).
+          softmax_backward(final, grad, n);  // now d(gamma * log)
+          T grad_gamma = 0;
+  #pragma omp simd reduction(+ : grad_gamma)
+          for (int64_t i = 0; i < n; ++i) {
+            const bool floored = shifted[i] < T(SHARPEN_FLOOR);
+            grad_gamma += grad[i] * std::log(floored ? T(SHARPEN_FLOOR) : shifted[i]);
+            grad[i] = floored ? T(0) : gamma * grad[i] / shifted[i];  // now d shifted
+          }
+          // eq. 8: shifted[i] = sum_o gated[i - (o - k)] shift[o].
+          T *gg = grad_gated.data();
+          std::fill(gg, gg + n, T(0));
+          for (int64_t o = 0; o < s.shifts; ++o) {
+            grad_shift[o] = rolled_dot(gated, grad, n, o - k);
+            rolled_axpy(shift[o], grad, gg, n, -(o - k));
+          }
+          softmax_backward(shift.data(), grad_shift.data(), s.shifts);
+          for (int64_t o = 0; o < s.shifts; ++o) gp[w + 2 + o] = grad_shift[o];
+          // eq. 7: gated = gate * content + (1 - gate) * previous.
+          T grad_gate = 0;
+          T *grad_previous = grad_prev_weights_b + h * n;
+          for (int64_t i = 0; i < n; ++i) {
+            grad_gate += gg[i] * (content[i] - previous[i]);
+            grad_previous[i] = (1 - gate) * gg[i];
+            grad[i] = gate * gg[i];  // now d content
+          }
+          // eq. 5: content = softmax(strength * similarity).
+          softmax_backward(content, grad, n);  // now d(strength * similarity)
+          T grad_strength = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            grad_strength += grad[i] * similarity[i];
+            grad[i] *= strength;  // now d similarity
+          }
+          // eq. 6: similarity[i] = key . memory[i] / max(|key| |memory[i]|, eps).
+          const T key_norm = std::sqrt(dot(key, key, w));
+          // Per slot: d similarity / d (key . memory[:, i]) = scale[i]; above the floor also
+          // the norms' terms, -similarity / |key|^2 and -similarity / |memory[:, i]|^2.
+          T key_total = 0;
+  #pragma omp simd reduction(+ : key_total)
+          for (int64_t i = 0; i < n; ++i) {
+            const T norm = key_norm * norms[i];
+            const bool floored = norm < T(NORM_EPS);
+            const T of_norms = floored ? T(0) : grad[i] * similarity[i];
+            key_total += of_norms;
+            dot_scale[i] = grad[i] / (floored ? T(NORM_EPS) : norm);
+            memory_scale[i] = floored ? T(0) : of_norms / (norms[i] * norms[i]);
+          }
+          if (key_norm > 0) key_total /= key_norm * key_norm;  // (0 only if every slot floored)
+          T *grad_key = gp;
+          for (int64_t j = 0; j < w; ++j) {
+            const T *m = memory + j * n;
+            T *gm = grad_prev_memory_b + j * n;
+            grad_key[j] = dot(dot_scale.data(), m, n) - key_total * key[j];
+  #pragma omp simd
+            for (int64_t i = 0; i < n; ++i) gm[i] += dot_scale[i] * key[j] - memory_scale[i] * m[i];
+          }
+          gp[w] = grad_strength * softplus_grad(p[w]);
+          gp[w + 1] = grad_gate * gate * (1 - gate);
+          gp[w + 2 + s.shifts] = grad_gamma * softplus_grad(p[w + 2 + s.shifts]);
+        }
+
+    }
+
+    // Heads, the whole batch: raw = bias + hidden @ W_p^T.
+    matmat(v.at(s.grad_raw, v.tb(t, 0) * s.params), heads_weight, grad_hidden.data(), batch,
+           s.params, d);
+
+    // Controller, the whole batch.
+    T *grad_gates = v.at(s.grad_gates, v.tb(t, 0) * g);  // (b, g)
+    const T *gates = v.at(s.gates, v.tb(t, 0) * g);
+    if (s.kind == LSTM) {
+      const T *cell = v.at(s.cell, v.tb(t, 0) * d);
+      const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, 0) * d) : v.at(s.cell0, 0);
+      for (int64_t b = 0; b < batch; ++b) {
+        const T *gb = gates + b * g;
+        T *ggb = grad_gates + b * g;
+        const int64_t o = b * d;
 #pragma omp simd
         for (int64_t j = 0; j < d; ++j) {
-          const T in = gates[j], forget = gates[d + j], candidate = gates[2 * d + j];
-          const T out = gates[3 * d + j], squashed = std::tanh(cell[j]);
-          const T dc = grad_cell[j] + grad_hidden[j] * out * (1 - squashed * squashed);
-          grad_gates[j] = dc * candidate * in * (1 - in);
-          grad_gates[d + j] = dc * prev_cell[j] * forget * (1 - forget);
-          grad_gates[2 * d + j] = dc * in * (1 - candidate * candidate);
-          grad_gates[3 * d + j] = grad_hidden[j] * squashed * out * (1 - out);
-          grad_prev_cell[j] = dc * forget;
+          const T in = gb[j], forget = gb[d + j], candidate = gb[2 * d + j];
+          const T out = gb[3 * d + j], squashed = std::tanh(cell[o + j]);
+          const T dc = grad_cell[o + j] + grad_hidden[o + j] * out * (1 - squashed * squashed);
+          ggb[j] = dc * candidate * in * (1 - in);
+          ggb[d + j] = dc * prev_cell[o + j] * forget * (1 - forget);
+          ggb[2 * d + j] = dc * in * (1 - candidate * candidate);
+          ggb[3 * d + j] = grad_hidden[o + j] * squashed * out * (1 - out);
+          grad_prev_cell[o + j] = dc * forget;
         }
-        std::fill(grad_prev_hidden.begin(), grad_prev_hidden.end(), T(0));
-        vecmat(grad_gates, hidden_weight, grad_prev_hidden.data(), g, d);
-      } else {
-        for (int64_t j = 0; j < d; ++j) grad_gates[j] = gates[j] > 0 ? grad_hidden[j] : T(0);
       }
-      std::fill(grad_prev_reads.begin(), grad_prev_reads.end(), T(0));
-      vecmat(grad_gates, reads_weight, grad_prev_reads.data(), g, q);
-
-      // What step t - 1 receives.
-      grad_hidden.swap(grad_prev_hidden);
-      if (s.kind != LSTM) std::fill(grad_hidden.begin(), grad_hidden.end(), T(0));
-      grad_cell.swap(grad_prev_cell);
-      grad_reads.swap(grad_prev_reads);
-      grad_memory.swap(grad_prev_memory);
-      grad_weights.swap(grad_prev_weights);
+      std::fill(grad_prev_hidden.begin(), grad_prev_hidden.end(), T(0));
+      matmat(grad_gates, hidden_weight, grad_prev_hidden.data(), batch, g, d);
+    } else {
+      for (int64_t j = 0; j < batch * d; ++j) grad_gates[j] = gates[j] > 0 ? grad_hidden[j] : T(0);
     }
-    std::memcpy(v.at(s.grad_memory0, b * n * w), grad_memory.data(), sizeof(T) * n * w);
-    std::memcpy(v.at(s.grad_weights0, b * heads * n), grad_weights.data(), sizeof(T) * heads * n);
-    std::memcpy(v.at(s.grad_reads0, b * q), grad_reads.data(), sizeof(T) * q);
-    std::memcpy(v.at(s.grad_hidden0, b * d), grad_hidden.data(), sizeof(T) * d);
-    if (s.kind == LSTM) std::memcpy(v.at(s.grad_cell0, b * d), grad_cell.data(), sizeof(T) * d);
+    std::fill(grad_prev_reads.begin(), grad_prev_reads.end(), T(0));
+    matmat(grad_gates, reads_weight, grad_prev_reads.data(), batch, g, q);
+
+    // What step t - 1 receives.
+    grad_hidden.swap(grad_prev_hidden);
+    if (s.kind != LSTM) std::fill(grad_hidden.begin(), grad_hidden.end(), T(0));
+    grad_cell.swap(grad_prev_cell);
+    grad_reads.swap(grad_prev_reads);
+    grad_memory.swap(grad_prev_memory);
+    grad_weights.swap(grad_prev_weights);
   }
+  std::memcpy(s.grad_memory0, grad_memory.data(), sizeof(T) * batch * n * w);
+  std::memcpy(s.grad_weights0, grad_weights.data(), sizeof(T) * batch * heads * n);
+  std::memcpy(s.grad_reads0, grad_reads.data(), sizeof(T) * batch * q);
+  std::memcpy(s.grad_hidden0, grad_hidden.data(), sizeof(T) * batch * d);
+  if (s.kind == LSTM) std::memcpy(s.grad_cell0, grad_cell.data(), sizeof(T) * batch * d);
 }
 
 }  // namespace
