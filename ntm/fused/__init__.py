@@ -41,6 +41,8 @@ from ntm.controllers.lstm import LSTMController
 from ntm.controllers.mlp import MLPController
 
 SOURCE = Path(__file__).with_name("sequence.cpp")
+# -march=native: this machine's vector width (the cache key names the CPU, see _cpu);
+# -fopenmp-simd: the `omp simd` loops (vectorised reductions and libmvec), no OpenMP threads.
 FLAGS = [
     "-O3",
     "-march=native",
@@ -103,12 +105,23 @@ def _load() -> ctypes.CDLL | str:
         return _build_and_load()
 
 
+def _cpu() -> str:
+    """The CPU's model and instruction-set flags: a library built with -march=native for one
+    CPU may crash on another sharing the cache (a cluster's home directory)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return platform.machine() + "".join(line for line in lines[:40] if line.startswith(wanted))
+
+
 def _build_and_load() -> ctypes.CDLL | str:
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if compiler is None:
         return "no C++ compiler found (set CXX)"
     key = hashlib.sha256(
-        SOURCE.read_bytes() + " ".join([compiler, *FLAGS, platform.machine()]).encode()
+        SOURCE.read_bytes() + " ".join([compiler, *FLAGS, _cpu()]).encode()
     ).hexdigest()[:16]
     path = _cache_dir() / f"sequence-{key}.so"
     try:
