@@ -7,6 +7,7 @@ import torch
 import torch._dynamo.testing
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import ntm.fused
 from ntm import NTM, LSTMBaseline, controllers
 from ntm.controllers import Controller, TransformerController, register
 from ntm.metrics import masked_bce
@@ -223,11 +224,16 @@ def test_host_sync_detector_catches_a_sync():
         torch.ones(3)[torch.tensor([True, False, True])]
 
 
-@pytest.mark.parametrize("controller", ["lstm", "mlp", "transformer"])
-def test_a_training_step_never_syncs_with_the_host(controller):
-    """Forward, loss and backward. (The optimiser is torch's: Adam reads its step count, a CPU
-    tensor unless `capturable=True`, which costs no device sync either.)"""
-    model = small_ntm(controller=controller)
+@pytest.mark.parametrize(
+    "controller, fused", [("lstm", False), ("mlp", False), ("transformer", False), ("lstm", True)]
+)
+def test_a_training_step_never_syncs_with_the_host(controller, fused):
+    """Forward, loss and backward, stepped and fused (ntm.fused: its tensors' sizes are read
+    from shapes, never from values). (The optimiser is torch's: Adam reads its step count, a
+    CPU tensor unless `capturable=True`, which costs no device sync either.)"""
+    if fused and not ntm.fused.available():
+        pytest.skip("the fused library cannot be built here (no C++ compiler)")
+    model = small_ntm(controller=controller, fused=fused)
     inputs, targets = torch.rand(2, 6, 5), torch.rand(2, 6, 4).round()
     mask = torch.rand(2, 6) > 0.5
     with HostSyncDetector():
