@@ -134,6 +134,30 @@ def test_inconsistent_sizes_are_refused_before_the_cpp_code_sees_them():
         )  # fmt: skip
 
 
+def test_a_head_bias_of_another_size_is_refused():
+    model = small_ntm()
+    cell, state = model.cell, model.initial_state(2)
+    lstm = cell.controller.cells[0]
+    bias = torch.cat([cell.heads.projection.bias, torch.zeros(1, dtype=torch.float64)])
+    with pytest.raises(ValueError, match="heads_bias has shape"):
+        fused.FusedSequence.apply(
+            fused.LSTM, 1, torch.zeros(4, 2, 64, dtype=torch.float64),
+            lstm.weight_ih[:, 5:].contiguous(), lstm.weight_hh, cell.heads.projection.weight,
+            bias, state.memory.transpose(1, 2).contiguous(), state.weights,
+            state.reads.flatten(1), state.controller[0][0], state.controller[1][0],
+        )  # fmt: skip
+
+
+def test_double_backward_is_refused_not_wrong():
+    model = small_ntm(fused=True)
+    logits, _ = model(torch.rand(2, 4, 5, dtype=torch.float64))
+    (grad,) = torch.autograd.grad(
+        logits.sum(), [model.cell.heads.projection.weight], create_graph=True
+    )
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.square().sum().backward()
+
+
 def test_float32_training_matches_the_stepped_cell():
     reference, model = small_ntm(dtype=torch.float32), small_ntm(dtype=torch.float32, fused=True)
     x = torch.rand(4, 9, 5)

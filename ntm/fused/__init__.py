@@ -214,7 +214,7 @@ class FusedSequence(torch.autograd.Function):
             reads_weight=(reads_weight, (gates, read_heads * word)),
             hidden_weight=(hidden_weight, (gates, width) if kind == LSTM else (0, 0)),
             heads_weight=(heads_weight, (heads * (word + 3 + shifts) + 2 * word, width)),
-            heads_bias=(heads_bias, (params,)),
+            heads_bias=(heads_bias, (heads * (word + 3 + shifts) + 2 * word,)),
             hidden0=(hidden0, (batch, width)),
             cell0=(cell0, (batch, width)),
         )
@@ -255,46 +255,46 @@ class FusedSequence(torch.autograd.Function):
         _call("forward", input_gates.dtype, sequence)
         # Inputs and outputs through save_for_backward (checked for in-place changes); the
         # internal buffers and transposed copies belong to this call alone.
+        # Everything through save_for_backward: checked for in-place changes, and freed (or
+        # offloaded by saved-tensor hooks) with the graph.
         ctx.sizes = sizes
-        ctx.transposed = {k: v for k, v in inputs.items() if k.endswith("_t")}
-        ctx.names = [k for k in inputs if k not in ctx.transposed]
-        ctx.save_for_backward(*(inputs[k] for k in ctx.names), saved["hidden"], saved["reads"])
-        ctx.saved = {k: v for k, v in saved.items() if k not in ("hidden", "reads")}
+        ctx.names = [*inputs, *saved]
+        ctx.save_for_backward(*inputs.values(), *saved.values())
         memory_final = saved["memory"][-1].clone()
         weights_final = saved["weights"][-1].clone()
         cell_final = saved["cell"][-1].clone() if kind == LSTM else hidden0.new_zeros(0)
         return saved["hidden"], saved["reads"], memory_final, weights_final, cell_final
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no double backward through the C++
     def backward(ctx, grad_hidden, grad_reads, grad_memory, grad_weights, grad_cell):
-        *values, hidden, reads = ctx.saved_tensors
         sizes = ctx.sizes
-        inputs = {**dict(zip(ctx.names, values, strict=True)), **ctx.transposed}
-        saved = {**ctx.saved, "hidden": hidden, "reads": reads}
+        saved = dict(zip(ctx.names, ctx.saved_tensors, strict=True))  # inputs and buffers
+        hidden, reads = saved["hidden"], saved["reads"]
         lstm = sizes["kind"] == LSTM
         grads = {
             "grad_hidden": _zeros_if_none(grad_hidden, hidden),
             "grad_reads": _zeros_if_none(grad_reads, reads),
-            "grad_memory_final": _zeros_if_none(grad_memory, inputs["memory0"]),
-            "grad_weights_final": _zeros_if_none(grad_weights, inputs["weights0"]),
-            "grad_cell_final": _zeros_if_none(grad_cell, inputs["cell0"]) if lstm else None,
+            "grad_memory_final": _zeros_if_none(grad_memory, saved["memory0"]),
+            "grad_weights_final": _zeros_if_none(grad_weights, saved["weights0"]),
+            "grad_cell_final": _zeros_if_none(grad_cell, saved["cell0"]) if lstm else None,
             "grad_gates": torch.empty_like(saved["gates"]),
             "grad_raw": torch.empty_like(saved["raw"]),
-            "grad_memory0": torch.empty_like(inputs["memory0"]),
-            "grad_weights0": torch.empty_like(inputs["weights0"]),
-            "grad_reads0": torch.empty_like(inputs["reads0"]),
-            "grad_hidden0": torch.zeros_like(inputs["hidden0"]),
-            "grad_cell0": torch.zeros_like(inputs["cell0"]),
+            "grad_memory0": torch.empty_like(saved["memory0"]),
+            "grad_weights0": torch.empty_like(saved["weights0"]),
+            "grad_reads0": torch.empty_like(saved["reads0"]),
+            "grad_hidden0": torch.zeros_like(saved["hidden0"]),
+            "grad_cell0": torch.zeros_like(saved["cell0"]),
         }
-        pointers = {k: _pointer(v) for k, v in {**inputs, **saved, **grads}.items()}
+        pointers = {k: _pointer(v) for k, v in {**saved, **grads}.items()}
         _call("backward", hidden.dtype, _Sequence(**sizes, **pointers))
 
         # Parameter gradients: one product over all steps each, (t b) as one axis.
         grad_gates, grad_raw = grads["grad_gates"].flatten(0, 1), grads["grad_raw"].flatten(0, 1)
-        previous_reads = torch.cat([inputs["reads0"][None], reads[:-1]]).flatten(0, 1)
+        previous_reads = torch.cat([saved["reads0"][None], reads[:-1]]).flatten(0, 1)
         grad_hidden_weight = None
         if lstm:
-            previous_hidden = torch.cat([inputs["hidden0"][None], hidden[:-1]]).flatten(0, 1)
+            previous_hidden = torch.cat([saved["hidden0"][None], hidden[:-1]]).flatten(0, 1)
             grad_hidden_weight = grad_gates.t() @ previous_hidden  # (t b) g, (t b) d -> g d
         return (
             None,

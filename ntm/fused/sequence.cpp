@@ -353,7 +353,7 @@ template <typename T> void backward(const Sequence &s) {
           const T *m = memory + j * n, *gm = grad_memory_b + j * n;
           T *gpm = grad_prev_memory_b + j * n;
           T erased = 0, added = 0;
-  #pragma omp simd reduction(+ : erased, added)
+#pragma omp simd reduction(+ : erased, added)
           for (int64_t i = 0; i < n; ++i) {
             grad_write[i] += gm[i] * (add[j] - m[i] * erase[j]);
             erased += gm[i] * m[i] * write[i];
@@ -397,7 +397,7 @@ template <typename T> void backward(const Sequence &s) {
           // eq. 9: final = softmax(gamma * log(max(shifted, floor))).
           softmax_backward(final, grad, n);  // now d(gamma * log)
           T grad_gamma = 0;
-  #pragma omp simd reduction(+ : grad_gamma)
+#pragma omp simd reduction(+ : grad_gamma)
           for (int64_t i = 0; i < n; ++i) {
             const bool floored = shifted[i] < T(SHARPEN_FLOOR);
             grad_gamma += grad[i] * std::log(floored ? T(SHARPEN_FLOOR) : shifted[i]);
@@ -432,7 +432,7 @@ template <typename T> void backward(const Sequence &s) {
           // Per slot: d similarity / d (key . memory[:, i]) = scale[i]; above the floor also
           // the norms' terms, -similarity / |key|^2 and -similarity / |memory[:, i]|^2.
           T key_total = 0;
-  #pragma omp simd reduction(+ : key_total)
+#pragma omp simd reduction(+ : key_total)
           for (int64_t i = 0; i < n; ++i) {
             const T norm = key_norm * norms[i];
             const bool floored = norm < T(NORM_EPS);
@@ -442,13 +442,15 @@ template <typename T> void backward(const Sequence &s) {
             // divided twice, not by the square: |memory[:, i]|^2 underflows before the norm does
             memory_scale[i] = floored ? T(0) : of_norms / norms[i] / norms[i];
           }
-          if (key_norm > 0) key_total = key_total / key_norm / key_norm;  // 0: all slots floored
+          // (key_norm 0: every slot floored, no norm terms; divided twice, not by the square)
+          const T key_scale = key_norm > 0 ? key_total / key_norm : T(0);
           T *grad_key = gp;
           for (int64_t j = 0; j < w; ++j) {
             const T *m = memory + j * n;
             T *gm = grad_prev_memory_b + j * n;
-            grad_key[j] = dot(dot_scale.data(), m, n) - key_total * key[j];
-  #pragma omp simd
+            const T unit_key = key_norm > 0 ? key[j] / key_norm : T(0);
+            grad_key[j] = dot(dot_scale.data(), m, n) - key_scale * unit_key;
+#pragma omp simd
             for (int64_t i = 0; i < n; ++i) gm[i] += dot_scale[i] * key[j] - memory_scale[i] * m[i];
           }
           gp[w] = grad_strength * softplus_grad(p[w]);
