@@ -12,6 +12,7 @@ cold run left (`--no-warm` skips it).
 
     python benchmarks/time_to_solve.py                       # copy, LSTM, seeds 0-4
     python benchmarks/time_to_solve.py --seeds 0 1 --overrides controller=mlp
+    python benchmarks/time_to_solve.py --timeout 300    # a run not solved by then: "not within"
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed_run(overrides: list[str], run_dir: Path, cache_dir: Path) -> tuple[float, dict]:
-    """Seconds from the command to its exit, and the run's summary."""
+def timed_run(
+    overrides: list[str], run_dir: Path, cache_dir: Path, timeout: float
+) -> tuple[float, dict | None]:
+    """Seconds from the command to its exit, and the run's summary (None: stopped at
+    `timeout` seconds, unsolved)."""
     command = [
         sys.executable,
         str(ROOT / "train.py"),
@@ -47,7 +51,10 @@ def timed_run(overrides: list[str], run_dir: Path, cache_dir: Path) -> tuple[flo
         TORCH_NTM_CACHE=str(cache_dir / "ntm"),
     )
     start = time.perf_counter()
-    subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True)
+    try:
+        subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return timeout, None
     wall = time.perf_counter() - start
     return wall, json.loads((run_dir / "summary.json").read_text())
 
@@ -57,6 +64,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--overrides", nargs="*", default=[], help="train.py overrides")
     parser.add_argument("--no-warm", dest="warm", action="store_false", help="cold runs only")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds before a run counts as unsolved"
+    )
     args = parser.parse_args()
 
     print(f"python train.py {' '.join(args.overrides)} logger=none (seeds {args.seeds})")
@@ -70,11 +80,16 @@ def main() -> None:
         for seed in args.seeds:
             overrides = [*args.overrides, f"seed={seed}"]
             cache = Path(scratch) / f"cache{seed}"
-            cold, summary = timed_run(overrides, Path(scratch) / f"seed{seed}", cache)
+            cold, summary = timed_run(overrides, Path(scratch) / f"seed{seed}", cache, args.timeout)
             colds.append(cold)
+            if summary is None:  # not solved in time: no warm run either
+                unsolved = f"| {seed} | not within {args.timeout:.0f} s | > {cold:.0f} |"
+                print(unsolved + " - | - | - | - | - |", flush=True)
+                continue
             warm = "-"
             if args.warm:
-                warms.append(timed_run(overrides, Path(scratch) / f"seed{seed}w", cache)[0])
+                run_dir = Path(scratch) / f"seed{seed}w"
+                warms.append(timed_run(overrides, run_dir, cache, args.timeout)[0])
                 warm = f"{warms[-1]:.1f}"
             solved += summary["solved"]
             length_40 = summary["metrics"].get("val/length_40/bit_errors", float("nan"))
@@ -84,7 +99,7 @@ def main() -> None:
                 f"| {summary['sequences_seen']:,} | {length_40:.2f} |",
                 flush=True,
             )
-    print(
+    print(  # an unsolved run counts at its timeout: a lower bound on its time
         f"\nsolved: {solved}/{len(args.seeds)}; median wall time: cold "
         f"{statistics.median(colds):.1f} s"
         + (f", warm {statistics.median(warms):.1f} s" if warms else "")
