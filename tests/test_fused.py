@@ -4,26 +4,21 @@ cell, gradcheck of its hand-written backward, degenerate inputs, and the fall-ba
 import warnings
 
 import pytest
+import test_model
 import torch
 
-from ntm import NTM, fused
+from ntm import fused
 
 if not fused.available():
     pytest.skip("the fused library cannot be built here (no C++ compiler)", allow_module_level=True)
 
 
 def small_ntm(controller="lstm", dtype=torch.float64, **kwargs):
-    options = dict(
-        input_size=5,
-        output_size=4,
-        controller=controller,
-        controller_options={"hidden_size": 16},
-        memory_slots=12,
-        memory_width=6,
-    )
-    model = NTM(**(options | kwargs)).to(dtype)
+    """test_model's small NTM in `dtype`, with weights larger than the default initialisation
+    so that every path matters."""
+    model = test_model.small_ntm(controller, **kwargs).to(dtype)
     torch.manual_seed(1)
-    with torch.no_grad():  # larger than the default initialisation: every path matters
+    with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0, 0.5)
     return model

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -85,6 +86,23 @@ template <typename T> inline T dot(const T *x, const T *y, int64_t m) {
   return total;
 }
 
+// acc[r][0:width] += sum_k x[r, k] matrix[k, 0:width] for ROWS rows of x (inner wide) and a
+// matrix whose rows are `cols` apart. With a compile-time `width` (std::integral_constant) the
+// loops have constant bounds and the accumulators stay in registers.
+template <int64_t ROWS, int64_t BLOCK, typename T, typename Width>
+void accumulate(T (&acc)[ROWS][BLOCK], const T *x, const T *matrix, int64_t inner, int64_t cols,
+                Width width) {
+  for (int64_t k = 0; k < inner; ++k) {
+    const T *row = matrix + k * cols;
+#pragma GCC unroll 4
+    for (int64_t r = 0; r < ROWS; ++r) {
+      const T a = x[r * inner + k];
+#pragma omp simd
+      for (int64_t c = 0; c < width; ++c) acc[r][c] += a * row[c];
+    }
+  }
+}
+
 // y (rows, cols) += x (rows, inner) @ matrix (inner, cols), all row-major, for ROWS rows: a
 // block of ROWS x BLOCK outputs is accumulated in registers over the inner axis, so each row of
 // the matrix is loaded once per ROWS rows of x (samples of the batch), not once per row.
@@ -93,29 +111,11 @@ void matmat_rows(const T *x, const T *matrix, T *y, int64_t inner, int64_t cols)
   constexpr int64_t BLOCK = 256 / sizeof(T);  // four 512-bit registers a row
   for (int64_t c0 = 0; c0 < cols; c0 += BLOCK) {
     T acc[ROWS][BLOCK] = {};
-    if (c0 + BLOCK <= cols) {  // constant bounds: the accumulators stay in registers
-      for (int64_t k = 0; k < inner; ++k) {
-        const T *row = matrix + k * cols + c0;
-#pragma GCC unroll 4
-        for (int64_t r = 0; r < ROWS; ++r) {
-          const T a = x[r * inner + k];
-#pragma omp simd
-          for (int64_t c = 0; c < BLOCK; ++c) acc[r][c] += a * row[c];
-        }
-      }
-    } else {
-      const int64_t width = cols - c0;
-      for (int64_t k = 0; k < inner; ++k) {
-        const T *row = matrix + k * cols + c0;
-#pragma GCC unroll 4
-        for (int64_t r = 0; r < ROWS; ++r) {
-          const T a = x[r * inner + k];
-#pragma omp simd
-          for (int64_t c = 0; c < width; ++c) acc[r][c] += a * row[c];
-        }
-      }
-    }
     const int64_t width = std::min(BLOCK, cols - c0);
+    if (width == BLOCK)
+      accumulate(acc, x, matrix + c0, inner, cols, std::integral_constant<int64_t, BLOCK>{});
+    else
+      accumulate(acc, x, matrix + c0, inner, cols, width);
     for (int64_t r = 0; r < ROWS; ++r) axpy(T(1), acc[r], y + r * cols + c0, width);
   }
 }
