@@ -127,7 +127,9 @@ def test_a_killed_run_leaves_whole_checkpoints_and_resumes_exactly(tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
     step = torch.load(last)["global_step"]  # whole: loads
-    assert torch.load(killed / "checkpoints" / "best.ckpt")["global_step"] <= step
+    # Lightning writes best.ckpt before last.ckpt for the same step: a kill between the two
+    # leaves best one step ahead, never more
+    assert torch.load(killed / "checkpoints" / "best.ckpt")["global_step"] <= step + 1
     end = [f"trainer.max_steps={step + 3}", "trainer.val_check_interval=1"]
     train_small(tmp_path / "resumed", *end, f"ckpt_path={last}")
     train_small(tmp_path / "whole", *end)
