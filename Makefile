@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
-	positional-table curriculum curriculum-table comparison conversion
+	positional-table curriculum curriculum-table comparison conversion search-mlp-copy
 
 setup: $(VENV)/.installed
 
@@ -86,3 +86,10 @@ comparison: setup
 # README "Conversion": teachers, students and the agreement table; resumable (ARGS="--out DIR").
 conversion: setup
 	$(PY) scripts/conversion.py $(ARGS)
+
+# The feed-forward NTM on copy (README "Tuned settings"): Adam's rate x batch size, cap 100,000
+# sequences at batch 8 and 400,000 at batch 32. One seed per call, as `make search`.
+search-mlp-copy: setup
+	$(PY) train.py -m task=copy controller=mlp optimizer.lr=1e-3,4e-3 data.batch_size=8,32 \
+		trainer.max_steps=12500 seed=$(SEED) evaluation.enabled=false callbacks.figures=null \
+		logger=csv trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_mlp_copy/seed$(SEED)

@@ -7,6 +7,7 @@
 Each run trains in its own folder, `<runs>/<task>/<model>/seed<k>/`. Resumable: a run whose
 folder already has summary.json and results.json is not redone, so after an interruption the
 same command carries on where it stopped: an unfinished run resumes from its last checkpoint.
+A run stopped as diverged (non-finite updates in a row) is recorded as such and not redone.
 `--jobs` runs that many trainings side by side (one thread each: 2 use this 2-core machine
 fully). When every run is done, `compare.py` writes the tables and figures into `--out`.
 """
@@ -21,6 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: ntm is this repository's
+
+from ntm.experiment.results import RESULTS_FILE, SUMMARY_FILE, RunSummary, read  # noqa: E402
+
 TASKS = ["copy", "repeat_copy", "associative_recall", "priority_sort"]
 MODELS = ["ntm-lstm", "ntm-mlp", "ntm-transformer", "lstm_baseline"]
 
@@ -33,7 +38,7 @@ def model_overrides(label: str) -> list[str]:
 
 
 def is_done(folder: Path) -> bool:
-    return (folder / "summary.json").exists() and (folder / "results.json").exists()
+    return (folder / SUMMARY_FILE).exists() and (folder / RESULTS_FILE).exists()
 
 
 def train(task: str, label: str, seed: int, folder: Path, overrides: list[str]) -> str:
@@ -57,7 +62,12 @@ def train(task: str, label: str, seed: int, folder: Path, overrides: list[str]) 
     with open(folder / "train.log", "w") as log:
         result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     minutes = (time.perf_counter() - start) / 60
-    status = "done" if result.returncode == 0 and is_done(folder) else "FAILED (see train.log)"
+    if not is_done(folder):
+        status = "FAILED (see train.log)"
+    elif read(folder / SUMMARY_FILE, RunSummary).diverged:  # recorded, so not redone
+        status = "diverged (see train.log)"
+    else:
+        status = "done" if result.returncode == 0 else "FAILED after its results (see train.log)"
     return f"{task} {label} seed {seed}: {status} in {minutes:.1f} min"
 
 

@@ -125,7 +125,9 @@ def test_longest_solved_stops_at_the_first_failure():
     assert longest_solved(rows[2:3], "length", threshold=1.0) is None
 
 
-def fake_run(folder, *, model, seed, solved, sequences, errors, final=None, lr=1e-3):
+def fake_run(
+    folder, *, model, seed, solved, sequences, errors, final=None, lr=1e-3, diverged=False
+):
     """A run folder as training leaves it, written through the results module (and the
     config file Hydra saves beside it); `final`: the last in-distribution bit errors."""
     summary = RunSummary(
@@ -139,6 +141,7 @@ def fake_run(folder, *, model, seed, solved, sequences, errors, final=None, lr=1
         solved=solved,
         solved_below=0.05,
         metrics={} if final is None else {"val/in_distribution/bit_errors": final},
+        diverged=diverged,
     )
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\noptimizer:\n  lr: {lr}\n")
@@ -177,6 +180,10 @@ def test_records_round_trip_and_other_schemas_are_refused(tmp_path):
         results.read(tmp_path / "old.json", RunSummary)
     with pytest.raises(ResultsFormatError, match="not a RunSummary record"):
         results.read(tmp_path / "results.json", RunSummary)
+    version_3 = dataclasses.asdict(summary) | {"schema_version": 3}  # before `diverged`
+    del version_3["diverged"]
+    (tmp_path / "v3.json").write_text(json.dumps(version_3))
+    assert results.read(tmp_path / "v3.json", RunSummary) == summary  # read as not diverged
     (tmp_path / "broken.json").write_text('{"task": ')
     with pytest.raises(ResultsFormatError, match="not valid JSON"):
         results.read(tmp_path / "broken.json", RunSummary)
@@ -188,6 +195,10 @@ def test_compare_builds_the_table_and_figures(tmp_path):
     fake_run(sweep / "0", **lstm, seed=0, solved=True, sequences=1000, final=0.0)
     fake_run(sweep / "1", **lstm, seed=1, solved=True, sequences=3000, final=0.04, lr=2e-3)
     fake_run(sweep / "2", **lstm | {"errors": [2, 9]}, seed=2, solved=False, sequences=9000)
+    fake_run(
+        sweep / "4", model="ntm-mlp", seed=0, solved=False, sequences=70, errors=[9, 9],
+        diverged=True,
+    )  # fmt: skip
     fake_run(
         sweep / "3", model="lstm_baseline", seed=0, solved=False, sequences=5000, errors=[4, 30]
     )
@@ -201,6 +212,7 @@ def test_compare_builds_the_table_and_figures(tmp_path):
     assert lstm[7] == "0 [0–2]" and lstm[8] == "0.50 [0.50–9]"
     assert lstm[9] == "64: 20, 128: 40 |"
     assert "| lstm_baseline | 1 | 0/1 | - |" in table
+    assert "| ntm-mlp | 1 | 0/1, 1 diverged | - |" in table
     figure = tmp_path / "out" / "generalisation_copy.png"
     assert figure.stat().st_size > 1000
 

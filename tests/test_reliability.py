@@ -27,7 +27,7 @@ from ntm.experiment.callbacks import TrainingDiverged
 from ntm.experiment.checkpoints import AtomicCheckpointIO
 from ntm.experiment.config import expand_aliases
 from ntm.experiment.module import SequenceModule
-from ntm.experiment.results import RunSummary, read
+from ntm.experiment.results import EvaluationResults, RunSummary, read
 from ntm.experiment.run import train
 
 #: A small run: few and short steps, validation and a checkpoint every 3 steps, no grids.
@@ -170,6 +170,8 @@ def test_nonfinite_updates_in_a_row_stop_training_naming_the_last_checkpoint(tmp
                 "callbacks.nonfinite.max_in_a_row=3",
             )
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    summary = read(tmp_path / "run" / "summary.json", RunSummary)  # recorded, not lost
+    assert summary.diverged and not summary.solved and summary.steps == 6
     assert str(stopped.value) == (
         "training: non-finite loss or gradients in 3 updates in a row (updates 5-7), each "
         f"skipped; the last checkpoint is {last} (step 6); resume with a lower optimizer.lr, "
@@ -192,6 +194,7 @@ def test_training_that_keeps_diverging_exits_with_one_line(tmp_path, monkeypatch
         *SMALL,
         "optimizer.lr=1e30",  # the first update blows the weights up
         "trainer.max_steps=50",
+        "evaluation.enabled=true",
         "callbacks.nonfinite.max_in_a_row=3",
         f"hydra.run.dir={run}",
         monkeypatch=monkeypatch,
@@ -199,7 +202,9 @@ def test_training_that_keeps_diverging_exits_with_one_line(tmp_path, monkeypatch
     )
     expected = "training: non-finite loss or gradients in 3 updates in a row (updates 2-4)"
     assert_one_line_error(status, stderr, expected, code=1)
-    assert not (run / "summary.json").exists()
+    assert read(run / "summary.json", RunSummary).diverged
+    # the best checkpoint (step 3, the only validation) is evaluated like any finished run's
+    assert read(run / "results.json", EvaluationResults).checkpoint.endswith("best.ckpt")
 
 
 # 3. One-line errors ------------------------------------------------------------------------

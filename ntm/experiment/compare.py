@@ -115,13 +115,21 @@ class TaskComparison:
         lines += [_markdown_row(row) for row in self.rows]
         lines += [
             "",
-            "Cells are median [min–max] over seeds. 'sequences to solve' counts solved runs only; "
+            "Cells are median [min–max] over seeds. 'solved': solved runs of all runs, and how "
+            "many diverged (stopped by non-finite updates in a row); 'sequences to solve' "
+            "counts solved runs only; "
             "'bit errors at the end' are per sequence on the in-distribution validation set at "
             "the last validation (a solved run stops there); "
             "'longest solved' is the largest grid value under the run's `point_solved_below` bit "
             "errors per sequence, per memory size.\n",
         ]
         return "\n".join(lines)
+
+
+def _diverged(summaries: list[RunSummary]) -> str:
+    """ ", 2 diverged" for runs stopped by the NaN guard, else nothing."""
+    count = sum(s.diverged for s in summaries)
+    return f", {count} diverged" if count else ""
 
 
 def _markdown_row(cells: list[str]) -> str:
@@ -222,7 +230,7 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
         cells = [
             name,
             str(len(runs)),
-            f"{len(solved)}/{len(runs)}",
+            f"{len(solved)}/{len(runs)}" + _diverged(summaries),
             spread([s.sequences_seen for s in solved]),
             spread([s.metrics[FINAL] for s in summaries if FINAL in s.metrics]),
             spread([s.parameters for s in summaries]),

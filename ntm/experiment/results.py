@@ -22,8 +22,9 @@ from typing import Any, BinaryIO, TypeVar
 
 #: Bumped whenever a record's fields change meaning or name; readers refuse other versions.
 #: Version 1 was the untyped JSON of the first release (no `schema_version` field); version 3
-#: added `conversion` to both records and the teacher's metrics to grid rows.
-SCHEMA_VERSION = 3
+#: added `conversion` to both records and the teacher's metrics to grid rows; version 4 added
+#: `diverged` to `RunSummary` (version 3 files are read as not diverged).
+SCHEMA_VERSION = 4
 
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.json"
@@ -115,6 +116,7 @@ class RunSummary:
     solved_below: float
     metrics: dict[str, float]  # the last logged value of every metric, by key
     conversion: Conversion | None = None  # set when trained from a teacher
+    diverged: bool = False  # stopped by callbacks.NonFiniteGuard (non-finite updates in a row)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -215,7 +217,11 @@ def read(path: str | Path, kind: type[Record]) -> Record:
             f"{path}: not a readable results file ({type(error).__name__})"
         ) from None
     version = data.get("schema_version", 1) if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
+    if version == 3:  # version 4 only added RunSummary.diverged
+        data["schema_version"] = SCHEMA_VERSION
+        if kind is RunSummary:
+            data.setdefault("diverged", False)
+    elif version != SCHEMA_VERSION:
         raise ResultsFormatError(
             f"{path}: results schema version {version}, but this code reads version "
             f"{SCHEMA_VERSION}; re-run the evaluation with this version (python evaluate.py "

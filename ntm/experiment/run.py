@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from ntm.experiment import checkpoints, dashboard
+from ntm.experiment.callbacks import TrainingDiverged
 from ntm.experiment.config import build, check_settings, instantiate_or_fail
 from ntm.experiment.evaluation import check_evaluation, evaluate_model, save_results
 from ntm.experiment.results import (
@@ -45,7 +46,8 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
 
 def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
     """Train as `cfg` says, write `summary.json` (and, unless disabled, the evaluation) into
-    `output_dir`, and return the summary."""
+    `output_dir`, and return the summary. A run stopped by `TrainingDiverged` writes both too
+    (`diverged` set, its best checkpoint evaluated), then raises it."""
     output_dir = Path(output_dir)
     check_settings(cfg)
     torch.set_num_threads(cfg.threads)
@@ -87,8 +89,13 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
         if rank_zero:
             log.info("run folder: %s | %s", output_dir.resolve(), dashboard.where(run))
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        diverged = None
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        except TrainingDiverged as error:  # recorded and evaluated like any finished run
+            diverged = error
         summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
+        summary.diverged = diverged is not None
         if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
             log.info(
@@ -96,16 +103,24 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
                 summary.steps,
                 f"{summary.sequences_seen:,}",
                 summary.wall_time_s,
-                "solved" if summary.solved else "not solved",
+                "diverged" if summary.diverged else "solved" if summary.solved else "not solved",
                 summary.metrics.get(val_key(IN_DISTRIBUTION, BIT_ERRORS), float("nan")),
             )
             if run is not None:
                 dashboard.log_summary(run, summary)
-            if cfg.evaluation.enabled and not cfg.trainer.get("fast_dev_run"):
+            # A diverged run's last weights are not finite: only a best checkpoint is evaluated
+            has_best = bool(getattr(trainer.checkpoint_callback, "best_model_path", ""))
+            if (
+                cfg.evaluation.enabled
+                and not cfg.trainer.get("fast_dev_run")
+                and (has_best or not summary.diverged)
+            ):
                 _evaluate_best(cfg, task, module, trainer, output_dir, run)
             log.info("done: %s | %s", output_dir.resolve(), dashboard.where(run))
     finally:
         _end_job(loggers, environment)
+    if diverged is not None:
+        raise diverged
     return summary
 
 
