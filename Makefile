@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
-	positional-table curriculum curriculum-table comparison conversion search-mlp-copy
+	positional-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch
 
 setup: $(VENV)/.installed
 
@@ -93,3 +93,9 @@ search-mlp-copy: setup
 	$(PY) train.py -m task=copy controller=mlp optimizer.lr=1e-3,4e-3 data.batch_size=8,32 \
 		trainer.max_steps=12500 seed=$(SEED) evaluation.enabled=false callbacks.figures=null \
 		logger=csv trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_mlp_copy/seed$(SEED)
+
+# NTM-LSTM on copy: Adam's rate x batch size (README "Tuned settings"), one seed per call.
+search-copy-batch: setup
+	$(PY) train.py -m task=copy controller=lstm optimizer.lr=1e-3,2e-3,4e-3 data.batch_size=8,16,32 \
+		trainer.max_steps=8000 seed=$(SEED) evaluation.enabled=false callbacks.figures=null \
+		logger=csv trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_copy_batch/seed$(SEED)

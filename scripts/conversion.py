@@ -4,6 +4,7 @@ then write the table of agreement in-distribution and at 2x and 6x the training 
     python scripts/conversion.py --out conversion           # the full experiment: hours
     python scripts/conversion.py --out /tmp/smoke --smoke   # a few steps a run, end to end
     python scripts/conversion.py --out conversion --dry-run # the train.py commands only
+    python scripts/conversion.py --out conversion --tasks copy --teachers lstm  # a part of it
 
 Per task and seed: each teacher (trained on the truth until solved or --teacher-steps), then
 each student of it for --student-steps (a fixed budget, the best checkpoint by agreement with
@@ -83,6 +84,8 @@ def plan(args: argparse.Namespace) -> list[Run]:
 
     for task in args.tasks:
         teachers, students, wider = PLAN[task]
+        teachers = [name for name in teachers if name in args.teachers]
+        students = [name for name in students if name in args.students]
         for seed in args.seeds:
             for teacher_name in teachers:
                 teacher = Run(
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the experiment's folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", choices=list(PLAN), default=list(PLAN))
+    parser.add_argument("--teachers", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--students", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--inputs", nargs="+", choices=["own", "wider"], default=["own", "wider"])
     parser.add_argument(
         "--sizes", nargs="+", choices=["default", "teacher"], default=["default", "teacher"]

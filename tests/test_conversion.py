@@ -326,6 +326,8 @@ def test_the_experiment_script_plans_teachers_first_and_resumes(tmp_path):
         out=tmp_path,
         seeds=[0],
         tasks=list(experiment.PLAN),
+        teachers=list(experiment.MODELS),
+        students=list(experiment.MODELS),
         inputs=["own", "wider"],
         sizes=["default", "teacher"],
         teacher_steps=5,
@@ -343,6 +345,11 @@ def test_the_experiment_script_plans_teachers_first_and_resumes(tmp_path):
     assert len(teachers) == 3
     wide = next(r for r in runs if "mlp_from_lstm_wider_inputs_teacher_size" in str(r.folder))
     assert {"teacher_inputs={max_length:40}", "student_parameters=teacher"} <= set(wide.overrides)
+
+    args.teachers, args.students = ["lstm"], ["mlp"]  # a part: NTM-LSTM teaching NTM-MLP
+    part = experiment.plan(args)
+    assert len(part) == 10  # per task: 1 teacher + 4 students
+    assert all("mlp_from_lstm" in str(r.folder) or "teacher_lstm" in str(r.folder) for r in part)
 
     run = runs[1]
     assert experiment.command(run)[-1] == f"hydra.run.dir={run.folder}"  # nothing there: fresh

@@ -91,6 +91,9 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert transformer.trainer.gradient_clip_val == 1.0
     assert lr("controller=transformer", "optimizer.lr=3e-3") == 3e-3
     assert compose_train(["controller=mlp"], tmp_path).trainer.gradient_clip_val == 10.0
+    # configs/tuned/controller/adam_mlp.yaml
+    assert lr("task=copy", "controller=mlp") == lr("task=repeat_copy", "controller=mlp") == 1e-3
+    assert lr("task=copy", "controller=mlp", "optimizer=rmsprop") == 1e-4
 
 
 @pytest.mark.parametrize("task", TASKS)
