@@ -76,12 +76,17 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     def lr(*overrides):
         return compose_train(list(overrides), tmp_path).optimizer.lr
 
-    assert lr("task=copy") == lr("task=repeat_copy") == 2e-3  # configs/tuned/<task>_adam.yaml
+    assert lr("task=copy") == 4e-3  # configs/tuned/<task>_adam.yaml
+    assert lr("task=repeat_copy") == 2e-3
     assert lr("task=associative_recall") == 1e-3  # nothing tuned: the optimiser's own
     assert lr("task=copy", "optimizer=rmsprop") == 1e-4  # tuned for Adam only
     assert lr("task=copy", "optimizer.lr=5e-4") == 5e-4
     assert lr("task=copy", "experiment=paper") == 1e-4
-    assert lr("task=copy", "model=lstm_baseline") == 2e-3
+    assert lr("task=copy", "model=lstm_baseline") == 4e-3
+    batch = {c: compose_train(["task=copy", f"controller={c}"], tmp_path).data.batch_size
+             for c in ("lstm", "mlp", "transformer")}  # fmt: skip
+    assert batch == {"lstm": 16, "mlp": 8, "transformer": 8}
+    assert compose_train(["task=associative_recall"], tmp_path).data.batch_size == 8
     # configs/tuned/controller/adam_transformer.yaml: per controller, on every task, winning
     # over the task's setting; the trainer's clipping too.
     transformer = compose_train(["task=copy", "controller=transformer"], tmp_path)
