@@ -36,7 +36,7 @@ def test_log_lines_every_n_steps_and_after_each_validation(tmp_path, caplog, cap
         train(cfg, tmp_path)
     lines = [r.getMessage() for r in caplog.records if r.name == "ntm.experiment.callbacks"]
     assert [line.split("  ")[0] for line in lines] == ["step 2/4"] * 2 + ["step 4/4"] * 2
-    assert lines[0].startswith("step 2/4  16 sequences  train/loss ")
+    assert lines[0].startswith(f"step 2/4  {2 * cfg.data.batch_size} sequences  train/loss ")
     assert lines[1].startswith("step 2/4  val/in_distribution/bit_errors ")
     assert "\r" not in capsys.readouterr().out  # no progress bar alongside
     start = [r.getMessage() for r in caplog.records if r.getMessage().startswith("run folder")]
