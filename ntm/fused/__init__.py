@@ -206,6 +206,7 @@ class FusedSequence(torch.autograd.Function):
         heads, slots = weights0.shape[1:]
         word, width, params = reads0.shape[1] // read_heads, heads_weight.shape[1], len(heads_bias)
         shifts = (params - 2 * word) // heads - word - 3
+        head_params = heads * (word + 3 + shifts) + 2 * word  # what params must be, exactly
         _check_sizes(
             input_gates=(input_gates, (steps, batch, 4 * width if kind == LSTM else width)),
             memory0=(memory0, (batch, word, slots)),
@@ -213,8 +214,8 @@ class FusedSequence(torch.autograd.Function):
             reads0=(reads0, (batch, read_heads * word)),
             reads_weight=(reads_weight, (gates, read_heads * word)),
             hidden_weight=(hidden_weight, (gates, width) if kind == LSTM else (0, 0)),
-            heads_weight=(heads_weight, (heads * (word + 3 + shifts) + 2 * word, width)),
-            heads_bias=(heads_bias, (heads * (word + 3 + shifts) + 2 * word,)),
+            heads_weight=(heads_weight, (head_params, width)),
+            heads_bias=(heads_bias, (head_params,)),
             hidden0=(hidden0, (batch, width)),
             cell0=(cell0, (batch, width)),
         )
@@ -253,8 +254,6 @@ class FusedSequence(torch.autograd.Function):
                      read_heads=read_heads, shifts=shifts, params=params)  # fmt: skip
         sequence = _Sequence(**sizes, **{k: _pointer(v) for k, v in {**inputs, **saved}.items()})
         _call("forward", input_gates.dtype, sequence)
-        # Inputs and outputs through save_for_backward (checked for in-place changes); the
-        # internal buffers and transposed copies belong to this call alone.
         # Everything through save_for_backward: checked for in-place changes, and freed (or
         # offloaded by saved-tensor hooks) with the graph.
         ctx.sizes = sizes
