@@ -126,10 +126,21 @@ def test_longest_solved_stops_at_the_first_failure():
 
 
 def fake_run(
-    folder, *, model, seed, solved, sequences, errors, final=None, lr=1e-3, diverged=False
+    folder,
+    *,
+    model,
+    seed,
+    solved,
+    sequences,
+    errors,
+    final=None,
+    lr=1e-3,
+    diverged=False,
+    solved_at=None,
 ):
     """A run folder as training leaves it, written through the results module (and the
-    config file Hydra saves beside it); `final`: the last in-distribution bit errors."""
+    config file Hydra saves beside it); `final`: the last in-distribution bit errors;
+    `solved_at`: by default the end of a solved run (it stopped there)."""
     summary = RunSummary(
         task="copy",
         model=model,
@@ -142,6 +153,7 @@ def fake_run(
         solved_below=0.05,
         metrics={} if final is None else {"val/in_distribution/bit_errors": final},
         diverged=diverged,
+        solved_at=(solved_at or sequences) if solved else None,
     )
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "config.yaml").write_text(f"seed: {seed}\noptimizer:\n  lr: {lr}\n")
@@ -184,6 +196,10 @@ def test_records_round_trip_and_other_schemas_are_refused(tmp_path):
     del version_3["diverged"]
     (tmp_path / "v3.json").write_text(json.dumps(version_3))
     assert results.read(tmp_path / "v3.json", RunSummary) == summary  # read as not diverged
+    version_4 = dataclasses.asdict(summary) | {"schema_version": 4}  # before `solved_at`
+    del version_4["solved_at"]
+    (tmp_path / "v4.json").write_text(json.dumps(version_4))
+    assert results.read(tmp_path / "v4.json", RunSummary) == summary  # solved at its end
     (tmp_path / "broken.json").write_text('{"task": ')
     with pytest.raises(ResultsFormatError, match="not valid JSON"):
         results.read(tmp_path / "broken.json", RunSummary)
@@ -193,7 +209,9 @@ def test_compare_builds_the_table_and_figures(tmp_path):
     sweep = tmp_path / "multirun"
     lstm = {"model": "ntm-lstm", "errors": [0, 0.5]}
     fake_run(sweep / "0", **lstm, seed=0, solved=True, sequences=1000, final=0.0)
-    fake_run(sweep / "1", **lstm, seed=1, solved=True, sequences=3000, final=0.04, lr=2e-3)
+    fake_run(  # trained on past solved: counted where it was solved
+        sweep / "1", **lstm, seed=1, solved=True, sequences=30000, solved_at=3000, final=0.04
+    )
     fake_run(sweep / "2", **lstm | {"errors": [2, 9]}, seed=2, solved=False, sequences=9000)
     fake_run(
         sweep / "4", model="ntm-mlp", seed=0, solved=False, sequences=70, errors=[9, 9],

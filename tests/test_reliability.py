@@ -27,7 +27,7 @@ from ntm.experiment.callbacks import TrainingDiverged
 from ntm.experiment.checkpoints import AtomicCheckpointIO
 from ntm.experiment.config import expand_aliases
 from ntm.experiment.module import SequenceModule
-from ntm.experiment.results import EvaluationResults, RunSummary, read
+from ntm.experiment.results import SEQUENCES, EvaluationResults, RunSummary, read
 from ntm.experiment.run import train
 
 #: A small run: few and short steps, validation and a checkpoint every 3 steps, no grids.
@@ -101,10 +101,32 @@ def test_a_resumed_run_continues_exactly(tmp_path):
 
 
 def test_last_checkpoint_is_the_latest_state_not_the_latest_best(tmp_path):
-    # lr 0: validation never improves on the first, so best.ckpt is never written again
-    train_small(tmp_path, "optimizer.lr=0", "trainer.max_steps=9")
+    # "best" by the sequences seen, lowest first: never improves on the first validation
+    train_small(tmp_path, "trainer.max_steps=9", f"callbacks.checkpoint.monitor={SEQUENCES}")
     assert torch.load(tmp_path / "checkpoints" / "best.ckpt")["global_step"] == 3
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 9
+
+
+def test_of_equally_good_checkpoints_the_latest_is_kept(tmp_path):
+    # lr 0: every validation ties with the first
+    train_small(tmp_path, "optimizer.lr=0", "trainer.max_steps=9")
+    assert torch.load(tmp_path / "checkpoints" / "best.ckpt")["global_step"] == 9
+
+
+def test_training_stops_when_solved_or_as_long_after_as_asked(tmp_path):
+    # Solved at the first validation (step 3, 24 sequences at batch 8) under so loose a bar.
+    stopped = train_small(tmp_path / "stopped", "solved_below=1000", "trainer.max_steps=30")
+    assert (stopped.solved, stopped.solved_at, stopped.steps) == (True, 24, 3)
+    assert stopped.sequences_seen == 24
+    # 40 more sequences: at the first validation at least that far on (step 9, 72 sequences)
+    on = train_small(
+        tmp_path / "on", "solved_below=1000", "trainer.max_steps=30", "train_after_solved=40"
+    )
+    assert (on.solved, on.solved_at, on.steps, on.sequences_seen) == (True, 24, 9, 72)
+    saved = torch.load(tmp_path / "on" / "checkpoints" / "last.ckpt")["callbacks"]
+    assert saved["StopWhenSolved"] == {"solved_at": 24}  # a resumed run knows it
+    never = train_small(tmp_path / "never", "solved_below=0", "trainer.max_steps=6")
+    assert (never.solved, never.solved_at, never.steps) == (False, None, 6)
 
 
 def test_a_killed_run_leaves_whole_checkpoints_and_resumes_exactly(tmp_path):

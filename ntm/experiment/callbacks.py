@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import WandbLogger
 
@@ -273,3 +273,59 @@ class RandomState(L.Callback):
         if "cuda" in self._to_restore and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(self._to_restore["cuda"])
         self._to_restore = None
+
+
+class StopWhenSolved(L.Callback):
+    """Stops training once the task is solved: at the first validation where `monitor` (the
+    in-distribution bit errors per sequence) is under `below`, or `then_sequences` training
+    sequences after it: training on past that point makes what was learned generalise further
+    (README "Training past solved").
+
+    `solved_at` holds the sequences seen at that first validation (None: not yet), kept in
+    checkpoints so that a resumed run knows it; the run's summary reports it.
+    """
+
+    def __init__(
+        self, below: float, monitor: str = "val/in_distribution/bit_errors", then_sequences: int = 0
+    ) -> None:
+        if then_sequences < 0:
+            raise ValueError(f"then_sequences must be >= 0, got {then_sequences}")
+        self.below = below
+        self.monitor = monitor
+        self.then_sequences = then_sequences
+        self.solved_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        seen = int(module.sequences_seen)
+        # The metric is synchronised over ranks (sync_dist), so every rank decides alike.
+        if self.solved_at is None and float(trainer.callback_metrics[self.monitor]) < self.below:
+            self.solved_at = seen
+            if self.then_sequences and trainer.is_global_zero:
+                log.info(
+                    "solved at %s sequences; training on for %s more",
+                    f"{seen:,}",
+                    f"{self.then_sequences:,}",
+                )
+        if self.solved_at is not None and seen - self.solved_at >= self.then_sequences:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"solved_at": self.solved_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.solved_at = state["solved_at"]
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint` that counts a tie with the best so far as better, so that
+    of equally good checkpoints it keeps the latest. A run trained past solved (`StopWhenSolved`)
+    sits at 0 bit errors for many validations; the plain rule would keep the first of them."""
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None or self.save_top_k != 1 or not self.best_k_models:
+            return super().check_monitor_top_k(trainer, current)
+        best = self.best_k_models[self.kth_best_model_path]
+        better_or_equal = current <= best if self.mode == "min" else current >= best
+        return trainer.strategy.reduce_boolean_decision(bool(better_or_equal))

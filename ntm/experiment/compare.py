@@ -117,9 +117,10 @@ class TaskComparison:
             "",
             "Cells are median [min–max] over seeds. 'solved': solved runs of all runs, and how "
             "many diverged (stopped by non-finite updates in a row); 'sequences to solve' "
-            "counts solved runs only; "
+            "counts solved runs only (the first validation under the threshold); "
             "'bit errors at the end' are per sequence on the in-distribution validation set at "
-            "the last validation (a solved run stops there); "
+            "the last validation (a solved run stops there, or `train_after_solved` sequences "
+            "later); "
             "'longest solved' is the largest grid value under the run's `point_solved_below` bit "
             "errors per sequence, per memory size.\n",
         ]
@@ -231,7 +232,7 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
             name,
             str(len(runs)),
             f"{len(solved)}/{len(runs)}" + _diverged(summaries),
-            spread([s.sequences_seen for s in solved]),
+            spread([s.solved_at for s in solved]),
             spread([s.metrics[FINAL] for s in summaries if FINAL in s.metrics]),
             spread([s.parameters for s in summaries]),
             spread([s.sequences_seen / s.wall_time_s for s in summaries if s.wall_time_s]),

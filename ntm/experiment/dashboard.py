@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 #: The W&B project of training runs and comparisons (configs/logger/wandb.yaml says the same).
 PROJECT = os.environ.get("WANDB_PROJECT", "ntm")
 #: RunSummary fields copied into the W&B run summary, so the runs table can sort and group by them.
-SUMMARY_FIELDS = ("solved", "parameters", "steps", "sequences_seen", "wall_time_s")
+SUMMARY_FIELDS = ("solved", "solved_at", "parameters", "steps", "sequences_seen", "wall_time_s")
 
 
 def use_wandb_offline_without_credentials() -> str:

@@ -23,8 +23,9 @@ from typing import Any, BinaryIO, TypeVar
 #: Bumped whenever a record's fields change meaning or name; readers refuse other versions.
 #: Version 1 was the untyped JSON of the first release (no `schema_version` field); version 3
 #: added `conversion` to both records and the teacher's metrics to grid rows; version 4 added
-#: `diverged` to `RunSummary` (version 3 files are read as not diverged).
-SCHEMA_VERSION = 4
+#: `diverged` to `RunSummary` (version 3 files are read as not diverged); version 5 added
+#: `solved_at` (older files, whose runs stopped when solved, read as solved at their end).
+SCHEMA_VERSION = 5
 
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.json"
@@ -112,11 +113,14 @@ class RunSummary:
     steps: int
     sequences_seen: int  # over all ranks
     wall_time_s: float  # training only: start-up and evaluation excluded
-    solved: bool  # in-distribution bit errors per sequence under `solved_below`
+    solved: bool  # in-distribution bit errors per sequence under `solved_below`, at some point
     solved_below: float
     metrics: dict[str, float]  # the last logged value of every metric, by key
     conversion: Conversion | None = None  # set when trained from a teacher
     diverged: bool = False  # stopped by callbacks.NonFiniteGuard (non-finite updates in a row)
+    # Sequences seen at the first validation under `solved_below` (None: never); below
+    # `sequences_seen` when the run trained on past it (`train_after_solved`).
+    solved_at: int | None = None
     schema_version: int = SCHEMA_VERSION
 
 
@@ -217,10 +221,11 @@ def read(path: str | Path, kind: type[Record]) -> Record:
             f"{path}: not a readable results file ({type(error).__name__})"
         ) from None
     version = data.get("schema_version", 1) if isinstance(data, dict) else None
-    if version == 3:  # version 4 only added RunSummary.diverged
+    if version in (3, 4):  # since then RunSummary gained `diverged` (4) and `solved_at` (5)
         data["schema_version"] = SCHEMA_VERSION
         if kind is RunSummary:
             data.setdefault("diverged", False)
+            data.setdefault("solved_at", data["sequences_seen"] if data["solved"] else None)
     elif version != SCHEMA_VERSION:
         raise ResultsFormatError(
             f"{path}: results schema version {version}, but this code reads version "

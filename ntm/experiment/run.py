@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from ntm.experiment import checkpoints, dashboard
-from ntm.experiment.callbacks import TrainingDiverged
+from ntm.experiment.callbacks import StopWhenSolved, TrainingDiverged
 from ntm.experiment.config import build, check_settings, instantiate_or_fail
 from ntm.experiment.evaluation import check_evaluation, evaluate_model, save_results
 from ntm.experiment.results import (
@@ -147,6 +147,10 @@ def _end_job(loggers, environment: dict[str, str | None]) -> None:
 def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float) -> RunSummary:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     errors = metrics.get(val_key(IN_DISTRIBUTION, BIT_ERRORS), float("inf"))
+    stopper = next((c for c in trainer.callbacks if isinstance(c, StopWhenSolved)), None)
+    solved_at = stopper.solved_at if stopper is not None else None
+    if solved_at is None and errors < cfg.solved_below:  # no stopper: a fixed budget's end
+        solved_at = int(module.sequences_seen)
     return RunSummary(
         task=task.name,
         model=cfg.model.label,
@@ -155,10 +159,11 @@ def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float
         steps=trainer.global_step,
         sequences_seen=int(module.sequences_seen),
         wall_time_s=round(wall, 1),
-        solved=errors < cfg.solved_below,
+        solved=solved_at is not None,
         solved_below=cfg.solved_below,
         metrics=metrics,
         conversion=_conversion(module),
+        solved_at=solved_at,
     )
 
 
