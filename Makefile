@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
-	positional-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch
+	positional-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch \
+	copy-past-solved
 
 setup: $(VENV)/.installed
 
@@ -99,3 +100,11 @@ search-copy-batch: setup
 	$(PY) train.py -m task=copy controller=lstm optimizer.lr=1e-3,2e-3,4e-3 data.batch_size=8,16,32 \
 		trainer.max_steps=8000 seed=$(SEED) evaluation.enabled=false callbacks.figures=null \
 		logger=csv trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_copy_batch/seed$(SEED)
+
+# NTM-LSTM on copy trained on for 150,000 sequences after solving, seeds 0-4 (README "Training
+# past solved"); SLOTS=24 trains with a memory barely longer than the sequences instead.
+SLOTS ?= 128
+copy-past-solved: setup
+	$(PY) train.py -m task=copy controller=lstm model.memory_slots=$(SLOTS) seed=0,1,2,3,4 \
+		train_after_solved=150000 callbacks.figures=null logger=csv trainer.enable_progress_bar=false \
+		hydra.sweep.dir=multirun/copy_past_solved_slots$(SLOTS) 'hydra.sweep.subdir=seed$${seed}'

@@ -12,6 +12,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -23,7 +24,7 @@ from test_training import CONFIGS, ROOT, compose_train
 
 import compare
 from ntm.experiment import results
-from ntm.experiment.callbacks import TrainingDiverged
+from ntm.experiment.callbacks import BestCheckpoint, TrainingDiverged
 from ntm.experiment.checkpoints import AtomicCheckpointIO
 from ntm.experiment.config import expand_aliases
 from ntm.experiment.module import SequenceModule
@@ -107,10 +108,27 @@ def test_last_checkpoint_is_the_latest_state_not_the_latest_best(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 9
 
 
-def test_of_equally_good_checkpoints_the_latest_is_kept(tmp_path):
-    # lr 0: every validation ties with the first
-    train_small(tmp_path, "optimizer.lr=0", "trainer.max_steps=9")
-    assert torch.load(tmp_path / "checkpoints" / "best.ckpt")["global_step"] == 9
+def test_the_best_checkpoint_of_equals_is_the_one_with_the_lowest_loss(tmp_path):
+    best = BestCheckpoint(dirpath=tmp_path, monitor="errors", mode="min", tie_break="loss")
+    trainer = SimpleNamespace(
+        callback_metrics={}, strategy=SimpleNamespace(reduce_boolean_decision=lambda d: d)
+    )
+
+    def offer(errors: float, loss: float) -> bool:  # one validation: is it saved?
+        trainer.callback_metrics = {"errors": torch.tensor(errors), "loss": torch.tensor(loss)}
+        saved = best.check_monitor_top_k(trainer, torch.tensor(errors))
+        if saved:  # as ModelCheckpoint records a saved one
+            best.best_k_models, best.kth_best_model_path = {"best": torch.tensor(errors)}, "best"
+        return saved
+
+    assert offer(1.0, 0.5)  # the first
+    assert offer(0.0, 0.4)  # fewer errors
+    assert not offer(0.0, 0.45)  # as few, higher loss
+    assert offer(0.0, 0.3)  # as few, lower loss
+    assert not offer(0.5, 0.01)  # more errors, whatever the loss
+    restored = BestCheckpoint(dirpath=tmp_path, monitor="errors", tie_break="loss")
+    restored.load_state_dict(best.state_dict())  # resumed runs go on comparing the same way
+    assert restored.best_tie_break == pytest.approx(0.3)
 
 
 def test_training_stops_when_solved_or_as_long_after_as_asked(tmp_path):

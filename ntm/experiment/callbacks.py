@@ -279,7 +279,7 @@ class StopWhenSolved(L.Callback):
     """Stops training once the task is solved: at the first validation where `monitor` (the
     in-distribution bit errors per sequence) is under `below`, or `then_sequences` training
     sequences after it: training on past that point makes what was learned generalise further
-    (README "Training past solved").
+    (README "Training past solved"; `BestCheckpoint` then keeps the best of the solved ones).
 
     `solved_at` holds the sequences seen at that first validation (None: not yet), kept in
     checkpoints so that a resumed run knows it; the run's summary reports it.
@@ -319,13 +319,35 @@ class StopWhenSolved(L.Callback):
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """Lightning's `ModelCheckpoint` that counts a tie with the best so far as better, so that
-    of equally good checkpoints it keeps the latest. A run trained past solved (`StopWhenSolved`)
-    sits at 0 bit errors for many validations; the plain rule would keep the first of them."""
+    """Lightning's `ModelCheckpoint` (one best checkpoint) that breaks ties on `monitor` by a
+    second metric, `tie_break`, lower being better: a run trained past solved
+    (`StopWhenSolved`) sits at 0 bit errors for many validations, and of those the one with the
+    lowest in-distribution loss generalises best (README "Training past solved"), where the
+    plain rule keeps the first.
+    """
+
+    def __init__(self, *args: Any, tie_break: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tie_break = tie_break
+        self.best_tie_break = float("inf")  # `tie_break` of the best checkpoint so far
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
-        if current is None or self.save_top_k != 1 or not self.best_k_models:
-            return super().check_monitor_top_k(trainer, current)
-        best = self.best_k_models[self.kth_best_model_path]
-        better_or_equal = current <= best if self.mode == "min" else current >= best
-        return trainer.strategy.reduce_boolean_decision(bool(better_or_equal))
+        """Whether to save: better on `monitor`, or equal and lower on `tie_break`."""
+        value = trainer.callback_metrics.get(self.tie_break) if self.tie_break else None
+        if current is None or value is None or self.save_top_k != 1 or not self.best_k_models:
+            save = super().check_monitor_top_k(trainer, current)
+        else:
+            best = self.best_k_models[self.kth_best_model_path]
+            better = current < best if self.mode == "min" else current > best
+            save = bool(better) or bool(current == best and float(value) < self.best_tie_break)
+            save = trainer.strategy.reduce_boolean_decision(save)
+        if save and value is not None:
+            self.best_tie_break = float(value)
+        return save
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"best_tie_break": self.best_tie_break}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.best_tie_break = state_dict.get("best_tie_break", float("inf"))
