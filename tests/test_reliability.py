@@ -19,6 +19,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import open_dict
 from test_training import CONFIGS, ROOT, compose_train
 
@@ -129,6 +130,8 @@ def test_the_best_checkpoint_of_equals_is_the_one_with_the_lowest_loss(tmp_path)
     restored = BestCheckpoint(dirpath=tmp_path, monitor="errors", tie_break="loss")
     restored.load_state_dict(best.state_dict())  # resumed runs go on comparing the same way
     assert restored.best_tie_break == pytest.approx(0.3)
+    plain = ModelCheckpoint(dirpath=tmp_path, monitor="errors", mode="min")
+    assert best.state_key == plain.state_key  # checkpoints from before it resume its state
 
 
 def test_training_stops_when_solved_or_as_long_after_as_asked(tmp_path):

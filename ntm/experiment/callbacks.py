@@ -345,6 +345,11 @@ class BestCheckpoint(ModelCheckpoint):
             self.best_tie_break = float(value)
         return save
 
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key: a checkpoint written before this class resumes its state."""
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"best_tie_break": self.best_tie_break}
 

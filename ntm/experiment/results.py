@@ -225,7 +225,7 @@ def read(path: str | Path, kind: type[Record]) -> Record:
         data["schema_version"] = SCHEMA_VERSION
         if kind is RunSummary:
             data.setdefault("diverged", False)
-            data.setdefault("solved_at", data["sequences_seen"] if data["solved"] else None)
+            data.setdefault("solved_at", data.get("sequences_seen") if data.get("solved") else None)
     elif version != SCHEMA_VERSION:
         raise ResultsFormatError(
             f"{path}: results schema version {version}, but this code reads version "
