@@ -283,6 +283,19 @@ def checkpoints(tmp_path_factory):
     return paths
 
 
+def test_head_trace_prints_every_step_of_a_checkpoint(checkpoints, capsys):
+    from scripts import head_trace
+
+    assert head_trace.main([str(checkpoints["copy"]), "length=3", "--slots", "16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("7 steps, 16 slots: ")  # 3 in, the delimiter, 3 out
+    assert lines[1] == "step  read0: slot (weight)  write0: slot (weight)"
+    assert [line.split()[0] for line in lines[2:]] == [str(step) for step in range(7)]
+    with pytest.raises(SystemExit):  # argparse's one-line error
+        head_trace.main([str(checkpoints["copy"]), "length=three"])
+    assert "difficulty settings are key=integer" in capsys.readouterr().err
+
+
 TRAIN_ERRORS = {
     "optimizer.lr=-1": "optimizer: Invalid learning rate: -1",
     "optimizer.lr=abc": "optimizer.lr: expected a number, got 'abc'",
