@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, help="print every N-th step")
     parser.add_argument("--seed", type=int, default=0, help="of the sequence")
     args = parser.parse_args(argv)
+    if args.every < 1:
+        parser.error(f"--every must be >= 1, got {args.every}")
     try:
         difficulty = {k: int(v) for k, v in (item.split("=", 1) for item in args.difficulty)}
     except ValueError:

@@ -148,6 +148,8 @@ def test_training_stops_when_solved_or_as_long_after_as_asked(tmp_path):
     assert saved["StopWhenSolved"] == {"solved_at": 24}  # a resumed run knows it
     never = train_small(tmp_path / "never", "solved_below=0", "trainer.max_steps=6")
     assert (never.solved, never.solved_at, never.steps) == (False, None, 6)
+    with pytest.raises(ValueError, match="no metric 'val/nope' was logged"):
+        train_small(tmp_path / "typo", "callbacks.stop_when_solved.monitor=val/nope")
 
 
 def test_a_killed_run_leaves_whole_checkpoints_and_resumes_exactly(tmp_path):

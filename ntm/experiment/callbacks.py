@@ -8,6 +8,7 @@ log lines elsewhere (`progress`).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -296,8 +297,10 @@ class StopWhenSolved(L.Callback):
         self.solved_at: int | None = None
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+        if trainer.sanity_checking:
             return
+        if self.monitor not in trainer.callback_metrics:  # a misspelt key: never stop silently
+            raise ValueError(f"callbacks.stop_when_solved: no metric {self.monitor!r} was logged")
         seen = int(module.sequences_seen)
         # The metric is synchronised over ranks (sync_dist), so every rank decides alike.
         if self.solved_at is None and float(trainer.callback_metrics[self.monitor]) < self.below:
@@ -341,7 +344,7 @@ class BestCheckpoint(ModelCheckpoint):
             better = current < best if self.mode == "min" else current > best
             save = bool(better) or bool(current == best and float(value) < self.best_tie_break)
             save = trainer.strategy.reduce_boolean_decision(save)
-        if save and value is not None:
+        if save and value is not None and math.isfinite(float(value)):
             self.best_tie_break = float(value)
         return save
 
@@ -355,4 +358,5 @@ class BestCheckpoint(ModelCheckpoint):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.best_tie_break = state_dict.get("best_tie_break", float("inf"))
+        # A checkpoint from before ties were broken: keep its best as the plain rule would.
+        self.best_tie_break = state_dict.get("best_tie_break", float("-inf"))

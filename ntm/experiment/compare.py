@@ -117,7 +117,8 @@ class TaskComparison:
             "",
             "Cells are median [min–max] over seeds. 'solved': solved runs of all runs, and how "
             "many diverged (stopped by non-finite updates in a row); 'sequences to solve' "
-            "counts solved runs only (the first validation under the threshold); "
+            "counts solved runs only, where they were found solved (the first validation "
+            "under the threshold; without `stop_when_solved`, the end); "
             "'bit errors at the end' are per sequence on the in-distribution validation set at "
             "the last validation (a solved run stops there, or `train_after_solved` sequences "
             "later); "
