@@ -43,11 +43,17 @@ from ntm.controllers.mlp import MLPController
 SOURCE = Path(__file__).with_name("sequence.cpp")
 # -march=native: this machine's vector width (the cache key names the CPU, see _cpu);
 # -fopenmp-simd: the `omp simd` loops (vectorised reductions and libmvec), no OpenMP threads.
+# -fassociative-math (which needs the two after it): sums may be reordered, so that every
+# reduction along the slots vectorises and ends in a tree, not a chain of scalar adds
+# (measured: 4-8 % of a training step; NaN and infinity still propagate, unlike -ffast-math).
 FLAGS = [
     "-O3",
     "-march=native",
     "-fno-math-errno",
     "-fopenmp-simd",
+    "-fassociative-math",
+    "-fno-signed-zeros",
+    "-fno-trapping-math",
     "-shared",
     "-fPIC",
     "-std=c++17",
