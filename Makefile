@@ -6,7 +6,7 @@ ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
 	positional-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch \
-	copy-past-solved
+	copy-past-solved recall-past-solved
 
 setup: $(VENV)/.installed
 
@@ -108,3 +108,13 @@ copy-past-solved: setup
 	$(PY) train.py -m task=copy controller=lstm model.memory_slots=$(SLOTS) seed=0,1,2,3,4 \
 		train_after_solved=150000 callbacks.figures=null logger=csv trainer.enable_progress_bar=false \
 		hydra.sweep.dir=multirun/copy_past_solved_slots$(SLOTS) 'hydra.sweep.subdir=seed$${seed}'
+
+# Associative recall trained past solved, seeds 0-2 (README "Training past solved"):
+# `make recall-past-solved CONTROLLER=mlp`, or lstm.
+CONTROLLER ?= mlp
+recall-past-solved: setup
+	$(PY) train.py -m task=associative_recall controller=$(CONTROLLER) seed=0,1,2 \
+		train_after_solved=150000 callbacks.figures=null logger=csv trainer.enable_progress_bar=false \
+		hydra.sweep.dir=multirun/recall_past_solved/$(CONTROLLER) 'hydra.sweep.subdir=seed$${seed}'
+	$(PY) compare.py multirun/recall_past_solved/$(CONTROLLER) \
+		--out docs/results/recall_past_solved_$(CONTROLLER)

@@ -13,6 +13,19 @@ if not fused.available():
     pytest.skip("the fused library cannot be built here (no C++ compiler)", allow_module_level=True)
 
 
+@pytest.fixture(params=["own products", "blas products"])
+def products(request, monkeypatch):
+    """Each test twice: the controller's and heads' products written in sequence.cpp, and
+    those of PyTorch's BLAS (ntm.fused.BLAS_MIN_BATCH, lowered here to every batch size)."""
+    if request.param == "blas products":
+        if fused._blas_gemm(torch.float64) is None or fused._blas_gemm(torch.float32) is None:
+            pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_, dgemm_)")
+        monkeypatch.setattr(fused, "BLAS_MIN_BATCH", 1)
+    else:
+        monkeypatch.setattr(fused, "BLAS_MIN_BATCH", 2**62)
+    return request.param
+
+
 def small_ntm(controller="lstm", dtype=torch.float64, **kwargs):
     """test_model's small NTM in `dtype`, with weights larger than the default initialisation
     so that every path matters."""
@@ -42,7 +55,7 @@ def loss_of(logits, state):
         ("lstm", {"memory_init": "learned"}),
     ],
 )
-def test_values_and_gradients_equal_the_stepped_cell(controller, options):
+def test_values_and_gradients_equal_the_stepped_cell(controller, options, products):
     model = small_ntm(controller, **options)
     x = torch.randn(3, 7, 5, dtype=torch.float64)
     parameters = list(model.parameters())
@@ -63,7 +76,7 @@ def test_values_and_gradients_equal_the_stepped_cell(controller, options):
 
 
 @pytest.mark.parametrize("controller", ["lstm", "mlp"])
-def test_gradcheck_of_the_hand_written_backward(controller):
+def test_gradcheck_of_the_hand_written_backward(controller, products):
     """Every input of the autograd function, every output (the final state's too), float64."""
     torch.manual_seed(0)
     lstm = controller == "lstm"
@@ -98,7 +111,7 @@ def test_gradcheck_of_the_hand_written_backward(controller):
 
 
 @pytest.mark.parametrize("controller", ["lstm", "mlp"])
-def test_gradients_are_finite_on_degenerate_memory(controller):
+def test_gradients_are_finite_on_degenerate_memory(controller, products):
     """An all-zero memory and all-zero keys (the norms' floor), and weightings with exact zeros
     (the log's floor in sharpening): finite gradients, and the stepped cell's."""
     model = small_ntm(controller, memory_init="constant", memory_init_value=0)
@@ -114,6 +127,14 @@ def test_gradients_are_finite_on_degenerate_memory(controller):
     for (name, _), got, want in zip(model.named_parameters(), grads, expected, strict=True):
         assert torch.isfinite(got).all(), name
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_blas_products_are_used_from_the_threshold_batch_on():
+    gemm = fused._blas_gemm(torch.float32)
+    if gemm is None:
+        pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_)")
+    assert fused._gemm_for(torch.float32, fused.BLAS_MIN_BATCH) == gemm
+    assert fused._gemm_for(torch.float32, fused.BLAS_MIN_BATCH - 1) is None
 
 
 def test_inconsistent_sizes_are_refused_before_the_cpp_code_sees_them():
@@ -153,7 +174,7 @@ def test_double_backward_is_refused_not_wrong():
         grad.square().sum().backward()
 
 
-def test_float32_training_matches_the_stepped_cell():
+def test_float32_training_matches_the_stepped_cell(products):
     reference, model = small_ntm(dtype=torch.float32), small_ntm(dtype=torch.float32, fused=True)
     x = torch.rand(4, 9, 5)
     for net in (reference, model):

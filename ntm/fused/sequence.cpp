@@ -120,9 +120,23 @@ void matmat_rows(const T *x, const T *matrix, T *y, int64_t inner, int64_t cols)
   }
 }
 
-// y (rows, cols) += x (rows, inner) @ matrix (inner, cols): four rows at a time.
+// The Fortran BLAS matrix product (column-major), sgemm_ or dgemm_, as PyTorch's own matrix
+// library exports it (ntm/fused/__init__.py finds and checks it).
+using Gemm = void (*)(const char *, const char *, const int *, const int *, const int *,
+                      const void *, const void *, const int *, const void *, const int *,
+                      const void *, void *, const int *);
+
+// y (rows, cols) += x (rows, inner) @ matrix (inner, cols), all row-major: by `gemm` if given
+// (row-major y is column-major y^T = matrix^T x^T), else four rows at a time here.
 template <typename T>
-void matmat(const T *x, const T *matrix, T *y, int64_t rows, int64_t inner, int64_t cols) {
+void matmat(Gemm gemm, const T *x, const T *matrix, T *y, int64_t rows, int64_t inner,
+            int64_t cols) {
+  if (gemm) {
+    const int m = int(cols), n = int(rows), k = int(inner);
+    const T one = 1;
+    gemm("N", "N", &m, &n, &k, &one, matrix, &m, x, &k, &one, y, &m);
+    return;
+  }
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) matmat_rows<4>(x + r * inner, matrix, y + r * cols, inner, cols);
   if (rows - r == 3) matmat_rows<3>(x + r * inner, matrix, y + r * cols, inner, cols);
@@ -180,6 +194,8 @@ struct Sequence {
   // ... and out
   void *grad_gates, *grad_raw;  // (t, b, g), (t, b, p)
   void *grad_memory0, *grad_weights0, *grad_reads0, *grad_hidden0, *grad_cell0;
+  // the controller's and heads' products: a BLAS gemm of the tensors' type, or null (here)
+  const void *gemm;
 };
 
 namespace {
@@ -208,6 +224,7 @@ template <typename T> void forward(const Sequence &s) {
   const T *hidden_weight_t = static_cast<const T *>(s.hidden_weight_t);
   const T *heads_weight_t = static_cast<const T *>(s.heads_weight_t);
   const T *heads_bias = static_cast<const T *>(s.heads_bias);
+  const Gemm gemm = reinterpret_cast<Gemm>(const_cast<void *>(s.gemm));
   std::vector<T> norms(n), shift(s.shifts), erase(w);
   std::memcpy(s.memory, s.memory0, sizeof(T) * batch * n * w);
 
@@ -219,11 +236,11 @@ template <typename T> void forward(const Sequence &s) {
     T *gates = v.at(s.gates, v.tb(t, 0) * g);  // (b, g)
     T *hidden = v.at(s.hidden, v.tb(t, 0) * d);  // (b, d)
     std::memcpy(gates, v.at(s.input_gates, v.tb(t, 0) * g), sizeof(T) * batch * g);
-    matmat(prev_reads, reads_weight_t, gates, batch, q, g);
+    matmat(gemm, prev_reads, reads_weight_t, gates, batch, q, g);
     if (s.kind == LSTM) {
       const T *prev_cell = t ? v.at(s.cell, v.tb(t - 1, 0) * d) : v.at(s.cell0, 0);
       T *cell = v.at(s.cell, v.tb(t, 0) * d);
-      matmat(prev_hidden, hidden_weight_t, gates, batch, d, g);
+      matmat(gemm, prev_hidden, hidden_weight_t, gates, batch, d, g);
       for (int64_t b = 0; b < batch; ++b) {
         T *gb = gates + b * g;
 #pragma omp simd
@@ -243,7 +260,7 @@ template <typename T> void forward(const Sequence &s) {
     T *raw_t = v.at(s.raw, v.tb(t, 0) * s.params);
     for (int64_t b = 0; b < batch; ++b)
       std::memcpy(raw_t + b * s.params, heads_bias, sizeof(T) * s.params);
-    matmat(hidden, heads_weight_t, raw_t, batch, d, s.params);
+    matmat(gemm, hidden, heads_weight_t, raw_t, batch, d, s.params);
 
     for (int64_t b = 0; b < batch; ++b) {
       const T *raw = raw_t + b * s.params;
@@ -310,6 +327,7 @@ template <typename T> void backward(const Sequence &s) {
   const T *reads_weight = static_cast<const T *>(s.reads_weight);
   const T *hidden_weight = static_cast<const T *>(s.hidden_weight);
   const T *heads_weight = static_cast<const T *>(s.heads_weight);
+  const Gemm gemm = reinterpret_cast<Gemm>(const_cast<void *>(s.gemm));
   // What flows back into step t from step t + 1, for the whole batch: the gradients of its
   // outputs (hidden, cell, reads, memory, weights), and what step t passes on to step t - 1.
   std::vector<T> grad_hidden(batch * d), grad_cell(batch * d), grad_reads(batch * q),
@@ -461,8 +479,8 @@ template <typename T> void backward(const Sequence &s) {
     }
 
     // Heads, the whole batch: raw = bias + hidden @ W_p^T.
-    matmat(v.at(s.grad_raw, v.tb(t, 0) * s.params), heads_weight, grad_hidden.data(), batch,
-           s.params, d);
+    matmat(gemm, v.at(s.grad_raw, v.tb(t, 0) * s.params), heads_weight, grad_hidden.data(),
+           batch, s.params, d);
 
     // Controller, the whole batch.
     T *grad_gates = v.at(s.grad_gates, v.tb(t, 0) * g);  // (b, g)
@@ -487,12 +505,12 @@ template <typename T> void backward(const Sequence &s) {
         }
       }
       std::fill(grad_prev_hidden.begin(), grad_prev_hidden.end(), T(0));
-      matmat(grad_gates, hidden_weight, grad_prev_hidden.data(), batch, g, d);
+      matmat(gemm, grad_gates, hidden_weight, grad_prev_hidden.data(), batch, g, d);
     } else {
       for (int64_t j = 0; j < batch * d; ++j) grad_gates[j] = gates[j] > 0 ? grad_hidden[j] : T(0);
     }
     std::fill(grad_prev_reads.begin(), grad_prev_reads.end(), T(0));
-    matmat(grad_gates, reads_weight, grad_prev_reads.data(), batch, g, q);
+    matmat(gemm, grad_gates, reads_weight, grad_prev_reads.data(), batch, g, q);
 
     // What step t - 1 receives.
     grad_hidden.swap(grad_prev_hidden);
