@@ -21,9 +21,14 @@ GATES = 4 * WIDTH  # LSTM pre-activations
 HEAD_PARAMS = 2 * (WORD + 3 + 3) + 2 * WORD  # read and write head (3 shifts), erase and add
 
 
-def seconds_per_call(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
-    """The fastest mean time of `torch.mm(out=)` on (rows, inner) @ (inner, cols)."""
-    a, b, out = torch.randn(rows, inner), torch.randn(inner, cols), torch.empty(rows, cols)
+def seconds_per_call(
+    rows: int, inner: int, cols: int, transposed: bool = False, repeats: int = 5
+) -> float:
+    """The fastest mean time of `torch.mm(out=)` on (rows, inner) @ (inner, cols); with
+    `transposed`, the left factor is the transpose of an (inner, rows) tensor, as in the
+    parameter gradients (d output^T @ input over all steps)."""
+    a = torch.randn(inner, rows).t() if transposed else torch.randn(rows, inner)
+    b, out = torch.randn(inner, cols), torch.empty(rows, cols)
     calls = max(20, int(2e8 / (2 * rows * inner * cols)))  # about 0.2 GFLOP a timed loop
     for _ in range(calls // 4):
         torch.mm(a, b, out=out)
@@ -44,29 +49,32 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     b, tb = args.batch_size, STEPS * args.batch_size
-    # (what, rows, inner, cols, calls per training step)
+    # (what, rows, inner, cols, left factor transposed, calls per training step)
     products = [
-        ("reads -> gates (every step)", b, WORD, GATES, STEPS),
-        ("hidden -> gates (every step)", b, WIDTH, GATES, STEPS),
-        ("hidden -> head parameters (every step)", b, WIDTH, HEAD_PARAMS, STEPS),
-        ("d gates -> d hidden (every step, backward)", b, GATES, WIDTH, STEPS),
-        ("d gates -> d reads (every step, backward)", b, GATES, WORD, STEPS),
-        ("d head parameters -> d hidden (every step, backward)", b, HEAD_PARAMS, WIDTH, STEPS),
-        ("input -> gates (once)", tb, INPUT, GATES, 1),
-        ("d hidden weights (once)", GATES, tb, WIDTH, 1),
-        ("d read weights (once)", GATES, tb, WORD, 1),
-        ("d head weights (once)", HEAD_PARAMS, tb, WIDTH, 1),
-        ("output layer, forward and its two gradients (once)", tb, WIDTH + WORD, 8, 3),
-    ]
+        ("reads -> gates (every step)", b, WORD, GATES, False, STEPS),
+        ("hidden -> gates (every step)", b, WIDTH, GATES, False, STEPS),
+        ("hidden -> head parameters (every step)", b, WIDTH, HEAD_PARAMS, False, STEPS),
+        ("d gates -> d hidden (every step, backward)", b, GATES, WIDTH, False, STEPS),
+        ("d gates -> d reads (every step, backward)", b, GATES, WORD, False, STEPS),
+        ("d head parameters -> d hidden (every step, backward)", b, HEAD_PARAMS, WIDTH, False,
+         STEPS),
+        ("input -> gates (once)", tb, INPUT, GATES, False, 1),
+        ("d hidden weights (once)", GATES, tb, WIDTH, True, 1),
+        ("d read weights (once)", GATES, tb, WORD, True, 1),
+        ("d head weights (once)", HEAD_PARAMS, tb, WIDTH, True, 1),
+        ("output layer (once)", tb, WIDTH + WORD, 8, False, 1),
+        ("d output weights (once)", 8, tb, WIDTH + WORD, True, 1),
+        ("d output layer's input (once)", tb, 8, WIDTH + WORD, False, 1),
+    ]  # fmt: skip
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {b}, {STEPS} steps")
     print("| product | shape | µs a call | GFLOP/s | calls a step | ms a step |")
     print("|---|---|---:|---:|---:|---:|")
     total = 0.0
-    for what, rows, inner, cols, calls in products:
-        per_call = seconds_per_call(rows, inner, cols)
+    for what, rows, inner, cols, transposed, calls in products:
+        per_call = seconds_per_call(rows, inner, cols, transposed)
         total += per_call * calls
         rate = 2 * rows * inner * cols / per_call / 1e9
-        shape = f"{rows}x{inner} @ {inner}x{cols}"
+        shape = f"{rows}x{inner}{' (transposed)' if transposed else ''} @ {inner}x{cols}"
         print(f"| {what} | {shape} | {per_call * 1e6:.1f} | {rate:.1f} | {calls} | "
               f"{per_call * calls * 1e3:.2f} |")  # fmt: skip
     budget = b / args.target
