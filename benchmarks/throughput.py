@@ -3,8 +3,9 @@
 Copy-shaped data (length 20: 41 steps of 9 input bits, 8 output bits), the paper's sizes
 (128 x 20 memory, controller width 100, one read and one write head), per controller, batch size
 and mode: eager, compiled (the per-step cell under torch.compile) or fused (the whole sequence
-in one call forward and one backward, `ntm.fused`; LSTM and MLP controllers). Prints a
-markdown table.
+in one call forward and one backward, `ntm.fused`; LSTM and MLP controllers), or fused-own
+(the same with the time loop's products written in `ntm/fused/sequence.cpp` at every batch
+size, never PyTorch's BLAS; see `ntm.fused.BLAS_MIN_BATCH`). Prints a markdown table.
 
     python benchmarks/throughput.py                       # the full table (a few minutes)
     python benchmarks/throughput.py --controllers lstm --batch-sizes 1 32 --modes fused
@@ -19,9 +20,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ntm import NTM, LSTMBaseline
+from ntm import NTM, LSTMBaseline, fused
 
 LENGTH, WIDTH = 20, 8
+BLAS_MIN_BATCH = fused.BLAS_MIN_BATCH
 
 
 def copy_shaped_batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +44,7 @@ def build(controller: str, mode: str) -> torch.nn.Module:
         memory_slots=128,
         memory_width=20,
         compile=mode == "compiled",
-        fused=mode == "fused",
+        fused=mode.startswith("fused"),
     )
 
 
@@ -53,6 +55,8 @@ def measure(
     # the process: start each measurement from an empty cache, as a training run does.
     torch._dynamo.reset()
     torch.manual_seed(0)
+    # fused-own: the fused sequence with its own products at every batch size, never BLAS's
+    fused.BLAS_MIN_BATCH = 2**62 if mode == "fused-own" else BLAS_MIN_BATCH
     model = build(controller, mode)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as train.py
     inputs, targets = copy_shaped_batch(batch_size)
@@ -88,7 +92,7 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         nargs="+",
-        choices=["eager", "compiled", "fused"],
+        choices=["eager", "compiled", "fused", "fused-own"],
         default=["eager", "compiled", "fused"],
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per cell")
@@ -112,7 +116,7 @@ def main() -> None:
             for mode in args.modes:
                 if controller == "lstm_baseline" and mode != "eager":
                     continue  # nn.LSTM runs its whole sequence in one op already
-                if mode == "fused" and controller not in ("lstm", "mlp"):
+                if mode.startswith("fused") and controller not in ("lstm", "mlp"):
                     continue  # the fused sequence has these two controllers
                 rate = measure(controller, batch_size, mode, args.seconds, args.profile)
                 print(f"| {controller} | {batch_size} | {mode} | {rate:,.0f} |", flush=True)
