@@ -1,6 +1,7 @@
 """The fused whole-sequence NTM (ntm/fused): the same function and gradients as stepping the
 cell, gradcheck of its hand-written backward, degenerate inputs, and the fall-backs."""
 
+import ctypes
 import warnings
 
 import pytest
@@ -19,6 +20,8 @@ def products(request, monkeypatch):
     those of PyTorch's BLAS (ntm.fused.BLAS_MIN_BATCH, lowered here to every batch size)."""
     if request.param == "blas products":
         if fused._blas_gemm(torch.float64) is None or fused._blas_gemm(torch.float32) is None:
+            # PyTorch's x86 builds link MKL, which exports them: there, not finding one is a bug
+            assert not torch.backends.mkl.is_available(), "MKL is linked, its gemm not found"
             pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_, dgemm_)")
         monkeypatch.setattr(fused, "BLAS_MIN_BATCH", 1)
     else:
@@ -129,12 +132,33 @@ def test_gradients_are_finite_on_degenerate_memory(controller, products):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10, msg=name)
 
 
-def test_blas_products_are_used_from_the_threshold_batch_on():
+def test_blas_products_are_called_from_the_threshold_batch_on(monkeypatch):
+    """A counting stand-in for the gemm, which forwards to the real one: the C++ calls it
+    (three products a step each way for the LSTM), and only from BLAS_MIN_BATCH on."""
     gemm = fused._blas_gemm(torch.float32)
     if gemm is None:
+        assert not torch.backends.mkl.is_available(), "MKL is linked, its gemm not found"
         pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_)")
-    assert fused._gemm_for(torch.float32, fused.BLAS_MIN_BATCH) == gemm
-    assert fused._gemm_for(torch.float32, fused.BLAS_MIN_BATCH - 1) is None
+    signature = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)
+    real, calls = signature(gemm), []
+
+    def counting(*args):
+        calls.append(1)
+        real(*args)
+
+    stand_in = signature(counting)  # kept alive here for the calls below
+    monkeypatch.setattr(
+        fused, "_blas_gemm", lambda dtype: ctypes.cast(stand_in, ctypes.c_void_p).value
+    )
+    model = small_ntm(dtype=torch.float32, fused=True)
+    steps, threshold = 5, fused.BLAS_MIN_BATCH
+    model(torch.rand(threshold - 1, steps, 5))[0].sum().backward()
+    assert calls == []
+    logits = model(torch.rand(threshold, steps, 5))[0]
+    assert len(calls) == 3 * steps
+    logits.sum().backward()
+    assert len(calls) == 6 * steps
+    assert fused._gemm_for(torch.float32, threshold, 2**31) is None  # too large for its ints
 
 
 def test_inconsistent_sizes_are_refused_before_the_cpp_code_sees_them():

@@ -160,18 +160,19 @@ def _warn_once(reason: str) -> None:
 
 
 # From this batch size on, the controller's and heads' products inside the time loop go to
-# PyTorch's own BLAS (MKL on x86): 13-16 % less time a step at batch 32. At 8 and 16 it saves
-# 7 and 13 %, but its rounding differs, and the default run (batch 16) then solved 4 of its 5
-# benchmark seeds, not 5 of 5 (README "Training throughput"): not below 32 until the default
-# recipe is measured again on it.
+# PyTorch's own BLAS (MKL on x86): 13 % more sequences a second at batch 32 (README "Training
+# throughput"). At batch 8 and 16 it was faster too, but its rounding differs from the
+# products here, and the default run (batch 16) is measured to solve 10 of 10 seeds with
+# theirs: on BLAS's it was not measured again (on a build with both BLAS and another summation
+# order, seed 2 of the 5 benchmark seeds was not solved within 300 s).
 BLAS_MIN_BATCH = 32
 
 
 @cache
 def _blas_gemm(dtype: torch.dtype) -> int | None:
     """The address of the Fortran BLAS gemm (sgemm_ or dgemm_) that PyTorch's CPU library
-    exports, or None where it exports none that passes a small product (a build with 64-bit
-    BLAS integers, say): the sequence then uses its own products."""
+    exports, or None where it exports none, or one that gets a small product wrong when called
+    as sequence.cpp calls it: the sequence then uses its own products."""
     suffix = {"linux": ".so", "darwin": ".dylib"}.get(platform.system().lower())
     if suffix is None:
         return None
@@ -180,29 +181,33 @@ def _blas_gemm(dtype: torch.dtype) -> int | None:
         gemm = getattr(exports, "sgemm_" if dtype == torch.float32 else "dgemm_")
     except (OSError, AttributeError):
         return None
-    # (2, 3) @ (3, 2), row-major, as the C++ code calls it: c^T = b^T a^T column-major.
+    # c += a @ b, (2, 3) @ (3, 4), row-major, as sequence.cpp calls it: c^T = b^T a^T
+    # column-major, sizes as zero-extended 64-bit integers.
     a = torch.arange(1.0, 7.0, dtype=dtype).view(2, 3)
-    b = torch.arange(-3.0, 3.0, dtype=dtype).view(3, 2)
-    c = torch.ones(2, 2, dtype=dtype)
+    b = torch.arange(-6.0, 6.0, dtype=dtype).view(3, 4)
+    c = torch.ones(2, 4, dtype=dtype)
     number = ctypes.c_double if dtype == torch.float64 else ctypes.c_float
     one = ctypes.byref(number(1.0))
 
     def size(value: int) -> Any:
-        return ctypes.byref(ctypes.c_int(value))
+        return ctypes.byref(ctypes.c_int64(value))
 
     def address(tensor: Tensor) -> ctypes.c_void_p:
         return ctypes.c_void_p(tensor.data_ptr())
 
     gemm.restype = None
-    gemm(b"N", b"N", size(2), size(2), size(3), one, address(b), size(2), address(a), size(3),
-         one, address(c), size(2))  # fmt: skip
+    gemm(b"N", b"N", size(4), size(2), size(3), one, address(b), size(4), address(a), size(3),
+         one, address(c), size(4))  # fmt: skip
     if not torch.equal(c, a @ b + 1):
         return None
     return ctypes.cast(gemm, ctypes.c_void_p).value
 
 
-def _gemm_for(dtype: torch.dtype, batch: int) -> int | None:
-    return _blas_gemm(dtype) if batch >= BLAS_MIN_BATCH else None
+def _gemm_for(dtype: torch.dtype, batch: int, *sizes: int) -> int | None:
+    """BLAS's gemm for a batch this large, if there is one and every size fits its integers."""
+    if batch < BLAS_MIN_BATCH or max(batch, *sizes) >= 2**31:
+        return None
+    return _blas_gemm(dtype)
 
 
 def unsupported(cell: Any, x: Tensor) -> str | None:
@@ -299,7 +304,7 @@ class FusedSequence(torch.autograd.Function):
                      reads_width=read_heads * word, slots=slots, word=word,
                      read_heads=read_heads, shifts=shifts, params=params)  # fmt: skip
         pointers = {k: _pointer(v) for k, v in {**inputs, **saved}.items()}
-        gemm = _gemm_for(input_gates.dtype, batch)
+        gemm = _gemm_for(input_gates.dtype, batch, gates, params, width, read_heads * word)
         sequence = _Sequence(**sizes, **pointers, gemm=gemm)
         _call("forward", input_gates.dtype, sequence)
         # Everything through save_for_backward: checked for in-place changes, and freed (or

@@ -121,7 +121,9 @@ void matmat_rows(const T *x, const T *matrix, T *y, int64_t inner, int64_t cols)
 }
 
 // The Fortran BLAS matrix product (column-major), sgemm_ or dgemm_, as PyTorch's own matrix
-// library exports it (ntm/fused/__init__.py finds and checks it).
+// library exports it (ntm/fused/__init__.py finds it and checks it on a small product). Its
+// sizes are given as zero-extended 64-bit integers: a BLAS with 32-bit ones reads their low
+// half (on little-endian machines; elsewhere the check fails), one with 64-bit ones the whole.
 using Gemm = void (*)(const char *, const char *, const int *, const int *, const int *,
                       const void *, const void *, const int *, const void *, const int *,
                       const void *, void *, const int *);
@@ -132,9 +134,10 @@ template <typename T>
 void matmat(Gemm gemm, const T *x, const T *matrix, T *y, int64_t rows, int64_t inner,
             int64_t cols) {
   if (gemm) {
-    const int m = int(cols), n = int(rows), k = int(inner);
+    const int64_t sizes[3] = {cols, rows, inner};  // m, n, k; < 2^31 (checked in Python)
+    const int *m = reinterpret_cast<const int *>(sizes), *n = m + 2, *k = m + 4;
     const T one = 1;
-    gemm("N", "N", &m, &n, &k, &one, matrix, &m, x, &k, &one, y, &m);
+    gemm("N", "N", m, n, k, &one, matrix, m, x, k, &one, y, m);
     return;
   }
   int64_t r = 0;
