@@ -14,15 +14,19 @@ if not fused.available():
     pytest.skip("the fused library cannot be built here (no C++ compiler)", allow_module_level=True)
 
 
+def require_blas() -> None:
+    """Skips where PyTorch exports no usable BLAS gemm; where it links MKL, that is a bug."""
+    if fused._blas_gemm(torch.float64) is None or fused._blas_gemm(torch.float32) is None:
+        assert not torch.backends.mkl.is_available(), "MKL is linked, its gemm not found"
+        pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_, dgemm_)")
+
+
 @pytest.fixture(params=["own products", "blas products"])
 def products(request, monkeypatch):
     """Each test twice: the controller's and heads' products written in sequence.cpp, and
     those of PyTorch's BLAS (ntm.fused.BLAS_MIN_BATCH, lowered here to every batch size)."""
     if request.param == "blas products":
-        if fused._blas_gemm(torch.float64) is None or fused._blas_gemm(torch.float32) is None:
-            # PyTorch's x86 builds link MKL, which exports them: there, not finding one is a bug
-            assert not torch.backends.mkl.is_available(), "MKL is linked, its gemm not found"
-            pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_, dgemm_)")
+        require_blas()
         monkeypatch.setattr(fused, "BLAS_MIN_BATCH", 1)
     else:
         monkeypatch.setattr(fused, "BLAS_MIN_BATCH", 2**62)
@@ -135,10 +139,8 @@ def test_gradients_are_finite_on_degenerate_memory(controller, products):
 def test_blas_products_are_called_from_the_threshold_batch_on(monkeypatch):
     """A counting stand-in for the gemm, which forwards to the real one: the C++ calls it
     (three products a step each way for the LSTM), and only from BLAS_MIN_BATCH on."""
+    require_blas()
     gemm = fused._blas_gemm(torch.float32)
-    if gemm is None:
-        assert not torch.backends.mkl.is_available(), "MKL is linked, its gemm not found"
-        pytest.skip("this PyTorch build exports no usable BLAS gemm (sgemm_)")
     signature = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)
     real, calls = signature(gemm), []
 
