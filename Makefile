@@ -6,6 +6,7 @@ ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
 	positional-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch \
+	search-recall-lstm baseline-curriculum \
 	copy-past-solved recall-past-solved
 
 setup: $(VENV)/.installed
@@ -118,3 +119,20 @@ recall-past-solved: setup
 		hydra.sweep.dir=multirun/recall_past_solved/$(CONTROLLER) 'hydra.sweep.subdir=seed$${seed}'
 	$(PY) compare.py multirun/recall_past_solved/$(CONTROLLER) \
 		--out docs/results/recall_past_solved_$(CONTROLLER)
+
+# NTM-LSTM on associative recall: Adam's rate x batch size at one cap in sequences (200,000),
+# for reliability (README "Tuned settings"). One seed per call, as `make search`.
+search-recall-lstm: setup
+	$(PY) train.py -m task=associative_recall controller=lstm optimizer.lr=5e-4,1e-3,2e-3 \
+		data.batch_size=8 trainer.max_steps=25000 seed=$(SEED) callbacks.figures=null logger=csv \
+		trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_recall_lstm/seed$(SEED)
+	$(PY) train.py -m task=associative_recall controller=lstm optimizer.lr=5e-4,1e-3,2e-3 \
+		data.batch_size=32 trainer.max_steps=6250 seed=$(SEED) callbacks.figures=null logger=csv \
+		trainer.enable_progress_bar=false hydra.sweep.dir=multirun/search_recall_lstm/seed$(SEED)
+
+# The LSTM baseline on copy with a curriculum on the length (README "Tuned settings"): lengths
+# 1-2 up to 1-20 over the first 160,000 sequences, cap 320,000 (the comparison's). One seed per call.
+baseline-curriculum: setup
+	$(PY) train.py task=copy model=lstm_baseline seed=$(SEED) trainer.max_steps=20000 \
+		'data.curriculum={start:{max_length:2},sequences:160000}' callbacks.figures=null logger=csv \
+		trainer.enable_progress_bar=false hydra.run.dir=multirun/baseline_curriculum/seed$(SEED)
