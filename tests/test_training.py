@@ -78,7 +78,8 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
 
     assert lr("task=copy") == 4e-3  # configs/tuned/<task>_adam.yaml
     assert lr("task=repeat_copy") == 2e-3
-    assert lr("task=associative_recall") == 1e-3  # nothing tuned: the optimiser's own
+    assert lr("task=associative_recall") == 5e-4
+    assert lr("task=priority_sort") == 1e-3  # nothing tuned: the optimiser's own
     assert lr("task=copy", "optimizer=rmsprop") == 1e-4  # tuned for Adam only
     assert lr("task=copy", "optimizer.lr=5e-4") == 5e-4
     assert lr("task=copy", "experiment=paper") == 1e-4
@@ -106,6 +107,7 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert compose_train(["controller=mlp"], tmp_path).trainer.gradient_clip_val == 10.0
     # configs/tuned/controller/adam_mlp.yaml
     assert lr("task=copy", "controller=mlp") == lr("task=repeat_copy", "controller=mlp") == 1e-3
+    assert lr("task=associative_recall", "controller=mlp") == 1e-3
     assert lr("task=copy", "controller=mlp", "optimizer=rmsprop") == 1e-4
 
 
