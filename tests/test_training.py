@@ -84,6 +84,7 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert lr("task=copy", "optimizer.lr=5e-4") == 5e-4
     assert lr("task=copy", "experiment=paper") == 1e-4
     assert lr("task=copy", "model=lstm_baseline") == 4e-3
+    assert lr("task=associative_recall", "model=lstm_baseline") == 5e-4  # the task's, too
     batch = {c: compose_train(["task=copy", f"controller={c}"], tmp_path).data.batch_size
              for c in ("lstm", "mlp", "transformer")}  # fmt: skip
     assert batch == {"lstm": 16, "mlp": 8, "transformer": 8}
@@ -99,7 +100,7 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     # configs/tuned/controller/adam_transformer.yaml: per controller, on every task, winning
     # over the task's setting; the trainer's clipping too.
     transformer = compose_train(["task=copy", "controller=transformer"], tmp_path)
-    assert transformer.optimizer.lr == lr("task=associative_recall", "controller=transformer")
+    assert transformer.optimizer.lr == lr("task=repeat_copy", "controller=transformer")
     assert transformer.optimizer.lr == 5e-4
     assert transformer.trainer.gradient_clip_algorithm == "norm"
     assert transformer.trainer.gradient_clip_val == 1.0
