@@ -207,6 +207,9 @@ def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(t
         ("task.min_length=30", "min_length"),
         ("task.max_length=-1", "max_length"),
         ("lr_warmup_steps=-1", "lr_warmup_steps: expected an integer >= 0, got -1"),
+        ("lr_decay_steps=0.5", "lr_decay_steps: expected an integer >= 0, got 0.5"),
+        ("lr_decay_factor=0", r"lr_decay_factor: expected a number in \(0, 1\], got 0"),
+        ("lr_decay_factor=true", r"lr_decay_factor: expected a number in \(0, 1\], got True"),
         ("data.curriculum={start:{max_length:30},sequences:10}", "got max_length=30 > 20"),
     ],
 )
@@ -251,20 +254,26 @@ class LearningRates(L.Callback):
         self.rates.append(optimizer.param_groups[0]["lr"])
 
 
-def test_warmup_raises_the_learning_rate_linearly_and_resumes_where_it_stood(tmp_path):
-    overrides = ["task=copy", "task.max_length=2", "lr_warmup_steps=4", "optimizer.lr=0.01"]
+def fit_recording_rates(overrides, tmp_path, max_steps, ckpt_path=None):
+    """Trains the small baseline on copy; returns the trainer and the rate of every update."""
+    overrides = ["task=copy", "task.max_length=2", "optimizer.lr=0.01", *overrides]
     overrides += ["model=lstm_baseline", "logger=none", "callbacks.figures=null"]
+    cfg = compose_train([*overrides, f"trainer.max_steps={max_steps}"], tmp_path)
+    _, data, module = build(cfg)
+    rates = LearningRates()
+    trainer = L.Trainer(
+        max_steps=max_steps, callbacks=[rates], logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return trainer, rates.rates
+
+
+def test_warmup_raises_the_learning_rate_linearly_and_resumes_where_it_stood(tmp_path):
+    overrides = ["lr_warmup_steps=4"]
 
     def fit(max_steps, ckpt_path=None):
-        cfg = compose_train([*overrides, f"trainer.max_steps={max_steps}"], tmp_path)
-        _, data, module = build(cfg)
-        rates = LearningRates()
-        trainer = L.Trainer(
-            max_steps=max_steps, callbacks=[rates], logger=False, enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
-        )  # fmt: skip
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-        return trainer, rates.rates
+        return fit_recording_rates(overrides, tmp_path, max_steps, ckpt_path)
 
     _, rates = fit(6)
     assert rates == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01])
@@ -272,6 +281,20 @@ def test_warmup_raises_the_learning_rate_linearly_and_resumes_where_it_stood(tmp
     first.save_checkpoint(tmp_path / "two.ckpt")
     _, resumed = fit(6, ckpt_path=str(tmp_path / "two.ckpt"))
     assert resumed == pytest.approx(rates[2:])
-    overrides[2] = "lr_warmup_steps=8"  # configured settings win on resume, as lr does
+    overrides[0] = "lr_warmup_steps=8"  # configured settings win on resume, as lr does
     _, longer = fit(4, ckpt_path=str(tmp_path / "two.ckpt"))
     assert longer == pytest.approx([0.00375, 0.005])
+
+
+def test_step_decay_multiplies_the_rate_every_n_updates_after_the_warmup_and_on_resume(tmp_path):
+    overrides = ["lr_warmup_steps=2", "lr_decay_steps=3", "lr_decay_factor=0.5"]
+    first, rates = fit_recording_rates(overrides, tmp_path, 7)
+    assert rates == pytest.approx([0.005, 0.01, 0.01, 0.005, 0.005, 0.005, 0.0025])
+    first.save_checkpoint(tmp_path / "seven.ckpt")
+    _, resumed = fit_recording_rates(overrides, tmp_path, 9, str(tmp_path / "seven.ckpt"))
+    assert resumed == pytest.approx([0.0025, 0.0025])
+    overrides[2] = "lr_decay_factor=0.1"  # the configured schedule wins on resume
+    _, changed = fit_recording_rates(overrides, tmp_path, 9, str(tmp_path / "seven.ckpt"))
+    assert changed == pytest.approx([0.0001, 0.0001])
+    _, without = fit_recording_rates(["lr_decay_steps=0"], tmp_path, 4)
+    assert without == pytest.approx([0.01] * 4)

@@ -242,6 +242,14 @@ def size_to_budget(cfg: DictConfig, task: Any, target: int) -> int:
     return found
 
 
+def updates_setting(cfg: DictConfig, key: str) -> int:
+    """A top-level count of updates (0 when absent), or a one-line ConfigError."""
+    value = cfg.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
 def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
     """Task, data module and LightningModule from a composed config (nothing trained yet).
 
@@ -286,9 +294,13 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
         optimizer(model.parameters())
     except (ValueError, TypeError) as error:
         raise ConfigError(f"optimizer: {error}") from None
-    warmup_steps = cfg.get("lr_warmup_steps", 0)  # absent from older checkpoints' configs
-    if not isinstance(warmup_steps, int) or isinstance(warmup_steps, bool) or warmup_steps < 0:
-        raise ConfigError(f"lr_warmup_steps: expected an integer >= 0, got {warmup_steps!r}")
+    # Absent from older checkpoints' configs: their defaults, none.
+    warmup_steps = updates_setting(cfg, "lr_warmup_steps")
+    decay_steps = updates_setting(cfg, "lr_decay_steps")
+    decay_factor = cfg.get("lr_decay_factor", 0.5)
+    is_number = isinstance(decay_factor, int | float) and not isinstance(decay_factor, bool)
+    if not (is_number and 0 < decay_factor <= 1):
+        raise ConfigError(f"lr_decay_factor: expected a number in (0, 1], got {decay_factor!r}")
     student = {}
     if teacher is not None:
         record = conversion.record(cfg, teacher.config, parameter_count(teacher.model), target)
@@ -303,6 +315,8 @@ def build(cfg: DictConfig) -> tuple[Any, TaskDataModule, SequenceModule]:
         val_set_names=datamodule.val_set_names,
         config=OmegaConf.to_container(cfg, resolve=True),
         warmup_steps=warmup_steps,
+        decay_steps=decay_steps,
+        decay_factor=float(decay_factor),
         **student,
     )
     return task, datamodule, module

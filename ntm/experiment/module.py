@@ -34,14 +34,21 @@ from ntm.metrics import (
 )
 
 
-class LinearWarmup:
-    """A `LambdaLR` factor rising linearly from 1 / `steps` to 1 over `steps` updates."""
+class RateSchedule:
+    """A `LambdaLR` factor: a linear warm-up from 1 / `warmup_steps` to 1 over `warmup_steps`
+    updates, times `decay_factor` once per `decay_steps` updates (a step decay). 0 steps: none.
+    """
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
+    def __init__(self, warmup_steps: int = 0, decay_steps: int = 0, decay_factor: float = 1.0):
+        self.warmup_steps = warmup_steps
+        self.decay_steps = decay_steps
+        self.decay_factor = decay_factor
 
     def __call__(self, step: int) -> float:
-        return min(1.0, (step + 1) / self.steps)
+        factor = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.decay_steps:
+            factor *= self.decay_factor ** (step // self.decay_steps)
+        return factor
 
 
 class SequenceModule(L.LightningModule):
@@ -62,8 +69,9 @@ class SequenceModule(L.LightningModule):
     conversion: plain values stored in the checkpoint beside `config`: who the teacher was
     (the fields of `results.Conversion`).
     warmup_steps: the learning rate rises linearly from lr / warmup_steps to lr over this many
-    updates (`LinearWarmup`); 0: none. A resumed run goes on from its checkpoint's step, with
-    the configured warm-up and rate.
+    updates; 0: none. decay_steps, decay_factor: the rate is multiplied by decay_factor every
+    decay_steps updates; 0: never (`RateSchedule`). A resumed run goes on from its
+    checkpoint's step, with the configured rate and schedule.
     """
 
     #: Read by Lightning's ThroughputMonitor; FLOPs are not counted (nothing to compare them to
@@ -81,6 +89,8 @@ class SequenceModule(L.LightningModule):
         temperature: float = 1.0,
         conversion: Mapping[str, Any] | None = None,
         warmup_steps: int = 0,
+        decay_steps: int = 0,
+        decay_factor: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "teacher"])
@@ -91,7 +101,7 @@ class SequenceModule(L.LightningModule):
         self.__dict__["teacher"] = teacher
         self.temperature = temperature
         self.optimizer_factory = optimizer
-        self.warmup_steps = warmup_steps
+        self.schedule_settings = (warmup_steps, decay_steps, decay_factor)
         self.val_set_names = list(val_set_names)
         # The paper's x-axis. A buffer, so it is saved in checkpoints and resumes with them.
         self.register_buffer("sequences_seen", torch.zeros((), dtype=torch.long))
@@ -169,9 +179,12 @@ class SequenceModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())
-        if not self.warmup_steps:
+        warmup_steps, decay_steps, _ = self.schedule_settings
+        if not (warmup_steps or decay_steps):
             return optimizer
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(self.warmup_steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, RateSchedule(*self.schedule_settings)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_gradient_clipping(
@@ -189,13 +202,14 @@ class SequenceModule(L.LightningModule):
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
-        # The warm-up, as configured too, scales the rate from where the schedule stands.
+        # The schedule, as configured too, scales the rate from where it stands. A new one:
+        # LambdaLR's state restored the checkpoint's settings into the old one.
         for config in self.trainer.lr_scheduler_configs:
             schedule = config.scheduler
             groups = schedule.optimizer.param_groups
-            warmup = LinearWarmup(self.warmup_steps)
-            schedule.lr_lambdas = [warmup] * len(groups)
+            configured = RateSchedule(*self.schedule_settings)
+            schedule.lr_lambdas = [configured] * len(groups)
             schedule.base_lrs = [settings.get("lr", group["initial_lr"]) for group in groups]
             for group, base in zip(groups, schedule.base_lrs, strict=True):
                 group["initial_lr"] = base
-                group["lr"] = base * warmup(schedule.last_epoch)
+                group["lr"] = base * configured(schedule.last_epoch)
