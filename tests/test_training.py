@@ -110,6 +110,12 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert lr("task=copy", "controller=mlp") == lr("task=repeat_copy", "controller=mlp") == 1e-3
     assert lr("task=associative_recall", "controller=mlp") == 1e-3
     assert lr("task=copy", "controller=mlp", "optimizer=rmsprop") == 1e-4
+    # configs/tuned/controller_task/adam_transformer_associative_recall.yaml: per controller
+    # and task, winning over both; the controller's clipping stays.
+    recall = compose_train(["task=associative_recall", "controller=transformer"], tmp_path)
+    assert recall.optimizer.lr == 2.5e-4 and recall.trainer.gradient_clip_val == 1.0
+    assert lr("task=associative_recall", "model/controller=transformer") == 2.5e-4
+    assert lr("task=associative_recall", "controller=transformer", "optimizer=rmsprop") == 1e-4
 
 
 @pytest.mark.parametrize("task", TASKS)
