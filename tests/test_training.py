@@ -302,5 +302,8 @@ def test_step_decay_multiplies_the_rate_every_n_updates_after_the_warmup_and_on_
     overrides[2] = "lr_decay_factor=0.1"  # the configured schedule wins on resume
     _, changed = fit_recording_rates(overrides, tmp_path, 9, str(tmp_path / "seven.ckpt"))
     assert changed == pytest.approx([0.0001, 0.0001])
-    _, without = fit_recording_rates(["lr_decay_steps=0"], tmp_path, 4)
+    plain, without = fit_recording_rates(["lr_decay_steps=0"], tmp_path, 4)
     assert without == pytest.approx([0.01] * 4)
+    plain.save_checkpoint(tmp_path / "plain.ckpt")  # no schedule in it: it starts at step 4
+    _, added = fit_recording_rates(overrides, tmp_path, 7, str(tmp_path / "plain.ckpt"))
+    assert added == pytest.approx([0.001, 0.001, 0.0001])  # the factor is 0.1 by now

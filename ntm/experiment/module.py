@@ -202,14 +202,18 @@ class SequenceModule(L.LightningModule):
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
-        # The schedule, as configured too, scales the rate from where it stands. A new one:
-        # LambdaLR's state restored the checkpoint's settings into the old one.
+        # The schedule, as configured too, scales the rate from the run's step. A new one:
+        # LambdaLR's state restored the checkpoint's settings into the old one; and a
+        # checkpoint saved without a schedule restored no step into it.
         for config in self.trainer.lr_scheduler_configs:
             schedule = config.scheduler
             groups = schedule.optimizer.param_groups
             configured = RateSchedule(*self.schedule_settings)
             schedule.lr_lambdas = [configured] * len(groups)
-            schedule.base_lrs = [settings.get("lr", group["initial_lr"]) for group in groups]
+            schedule.last_epoch = self.trainer.global_step
+            schedule.base_lrs = [
+                settings.get("lr", group.get("initial_lr", group["lr"])) for group in groups
+            ]
             for group, base in zip(groups, schedule.base_lrs, strict=True):
                 group["initial_lr"] = base
                 group["lr"] = base * configured(schedule.last_epoch)
