@@ -216,6 +216,7 @@ def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(t
         ("lr_decay_steps=0.5", "lr_decay_steps: expected an integer >= 0, got 0.5"),
         ("lr_decay_factor=0", r"lr_decay_factor: expected a number in \(0, 1\], got 0"),
         ("lr_decay_factor=true", r"lr_decay_factor: expected a number in \(0, 1\], got True"),
+        ("lr_decay_factor=1.5", r"lr_decay_factor: expected a number in \(0, 1\], got 1.5"),
         ("data.curriculum={start:{max_length:30},sequences:10}", "got max_length=30 > 20"),
     ],
 )
@@ -292,7 +293,7 @@ def test_warmup_raises_the_learning_rate_linearly_and_resumes_where_it_stood(tmp
     assert longer == pytest.approx([0.00375, 0.005])
 
 
-def test_step_decay_multiplies_the_rate_every_n_updates_after_the_warmup_and_on_resume(tmp_path):
+def test_step_decay_multiplies_the_rate_every_n_updates_with_a_warmup_and_on_resume(tmp_path):
     overrides = ["lr_warmup_steps=2", "lr_decay_steps=3", "lr_decay_factor=0.5"]
     first, rates = fit_recording_rates(overrides, tmp_path, 7)
     assert rates == pytest.approx([0.005, 0.01, 0.01, 0.005, 0.005, 0.005, 0.0025])

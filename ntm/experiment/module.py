@@ -36,10 +36,11 @@ from ntm.metrics import (
 
 class RateSchedule:
     """A `LambdaLR` factor: a linear warm-up from 1 / `warmup_steps` to 1 over `warmup_steps`
-    updates, times `decay_factor` once per `decay_steps` updates (a step decay). 0 steps: none.
+    updates, times `decay_factor` once per `decay_steps` updates counted from the first update,
+    warm-up included (a step decay). 0 steps: none.
     """
 
-    def __init__(self, warmup_steps: int = 0, decay_steps: int = 0, decay_factor: float = 1.0):
+    def __init__(self, warmup_steps: int = 0, decay_steps: int = 0, decay_factor: float = 0.5):
         self.warmup_steps = warmup_steps
         self.decay_steps = decay_steps
         self.decay_factor = decay_factor
@@ -90,7 +91,7 @@ class SequenceModule(L.LightningModule):
         conversion: Mapping[str, Any] | None = None,
         warmup_steps: int = 0,
         decay_steps: int = 0,
-        decay_factor: float = 1.0,
+        decay_factor: float = 0.5,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "teacher"])
@@ -202,9 +203,9 @@ class SequenceModule(L.LightningModule):
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
-        # The schedule, as configured too, scales the rate from the run's step. A new one:
-        # LambdaLR's state restored the checkpoint's settings into the old one; and a
-        # checkpoint saved without a schedule restored no step into it.
+        # The configured schedule too, at the run's step. A new RateSchedule, because loading
+        # LambdaLR's state wrote the checkpoint's settings into the old one; and the step set
+        # here, because a checkpoint saved without a schedule restored none.
         for config in self.trainer.lr_scheduler_configs:
             schedule = config.scheduler
             groups = schedule.optimizer.param_groups
