@@ -6,6 +6,7 @@ Axes: b batch, t time, o output bits.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -102,7 +103,9 @@ class SequenceModule(L.LightningModule):
         self.__dict__["teacher"] = teacher
         self.temperature = temperature
         self.optimizer_factory = optimizer
-        self.schedule_settings = (warmup_steps, decay_steps, decay_factor)
+        # Copied into each LambdaLR: loading a checkpoint's scheduler state overwrites the
+        # settings of the object it holds, and the configured ones must win (on_train_start).
+        self.schedule = RateSchedule(warmup_steps, decay_steps, decay_factor)
         self.val_set_names = list(val_set_names)
         # The paper's x-axis. A buffer, so it is saved in checkpoints and resumes with them.
         self.register_buffer("sequences_seen", torch.zeros((), dtype=torch.long))
@@ -180,12 +183,9 @@ class SequenceModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(self.parameters())
-        warmup_steps, decay_steps, _ = self.schedule_settings
-        if not (warmup_steps or decay_steps):
+        if not (self.schedule.warmup_steps or self.schedule.decay_steps):
             return optimizer
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, RateSchedule(*self.schedule_settings)
-        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, copy.copy(self.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_gradient_clipping(
@@ -203,13 +203,12 @@ class SequenceModule(L.LightningModule):
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
-        # The configured schedule too, at the run's step. A new RateSchedule, because loading
-        # LambdaLR's state wrote the checkpoint's settings into the old one; and the step set
-        # here, because a checkpoint saved without a schedule restored none.
+        # The configured schedule too, at the run's step (a checkpoint saved without a
+        # schedule restored none).
         for config in self.trainer.lr_scheduler_configs:
             schedule = config.scheduler
             groups = schedule.optimizer.param_groups
-            configured = RateSchedule(*self.schedule_settings)
+            configured = copy.copy(self.schedule)
             schedule.lr_lambdas = [configured] * len(groups)
             schedule.last_epoch = self.trainer.global_step
             schedule.base_lrs = [
