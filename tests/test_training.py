@@ -246,6 +246,11 @@ def test_cli_errors_are_one_clear_message(tmp_path):
     assert "error: model: " in bad.stderr and "write head" in bad.stderr
     assert "Traceback" not in bad.stderr
 
+    section = train_py("debug=fast", "evaluation=null", cwd=tmp_path)
+    assert section.returncode == 2 and "Traceback" not in section.stderr
+    assert "error: evaluation: expected a section of settings, got null" in section.stderr
+    assert "evaluation.enabled=false" in section.stderr
+
     baseline = train_py("debug=fast", "model=lstm_baseline", "controller=mlp", cwd=tmp_path)
     assert baseline.returncode == 2 and "Traceback" not in baseline.stderr
     assert "error: the LSTM baseline has no controller: use model=ntm" in baseline.stderr

@@ -64,13 +64,18 @@ def value_kind(default: Any) -> tuple[tuple[type, ...], str] | None:
 def check_types(cfg: DictConfig, reference: DictConfig, prefix: str = "") -> None:
     """A `ConfigError` for the first value of another type than the config files give its
     key: text for a number (``seed=abc``), a fraction for a count (``model.memory_width=1.5``),
-    anything but true/false for a switch. Keys not in `reference`, keys that are
-    interpolations there, and null values are not checked."""
+    anything but true/false for a switch, null for a top-level section. Keys not in
+    `reference`, keys that are interpolations there, and other null values are not checked."""
     for key in reference:
         name = f"{prefix}{key}"
         if key not in cfg or name in ANY_TYPE or OmegaConf.is_interpolation(reference, key):
             continue
         expected, value = reference[key], cfg[key]
+        if isinstance(expected, DictConfig) and value is None and not prefix:
+            # a whole section (evaluation=null): the run reads its keys. A null within one
+            # (callbacks.figures=null, data.curriculum=null) turns that part off, as meant.
+            hint = f" (to turn it off: {name}.enabled=false)" if "enabled" in expected else ""
+            raise ConfigError(f"{name}: expected a section of settings, got null{hint}")
         if isinstance(expected, DictConfig) and isinstance(value, DictConfig):
             check_types(value, expected, f"{name}.")
             continue
