@@ -8,6 +8,8 @@ Each run trains in its own folder, `<runs>/<task>/<model>/seed<k>/`. Resumable: 
 folder already has summary.json and results.json is not redone, so after an interruption the
 same command carries on where it stopped: an unfinished run resumes from its last checkpoint.
 A run stopped as diverged (non-finite updates in a row) is recorded as such and not redone.
+Each run's progress (a line every 200 steps and one per validation) is in its folder's
+`train.log`: `tail -f <runs>/<task>/<model>/seed<k>/train.log`.
 `--jobs` runs that many trainings side by side (one thread each: 2 use this 2-core machine
 fully). When every run is done, `compare.py` writes the tables and figures into `--out`.
 """
@@ -50,7 +52,7 @@ def train(task: str, label: str, seed: int, folder: Path, overrides: list[str]) 
         *model_overrides(label),
         f"seed={seed}",
         "logger=none",
-        "trainer.enable_progress_bar=false",
+        "callbacks.progress.style=lines",  # train.log shows how far the run is
         *overrides,
         f"hydra.run.dir={folder}",
     ]

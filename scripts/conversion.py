@@ -46,8 +46,9 @@ MODELS = {
     "mlp": ["controller=mlp"],
     "transformer": ["controller=transformer"],
 }
-#: Every run: no logger, no validation figures (they cost time and nobody looks at them here).
-COMMON = ["logger=none", "threads=1", "callbacks.figures=null", "trainer.enable_progress_bar=false"]
+#: Every run: no logger, no validation figures (they cost time and nobody looks at them here),
+#: progress as lines in the run's train.log.
+COMMON = ["logger=none", "threads=1", "callbacks.figures=null", "callbacks.progress.style=lines"]
 #: Students train for a fixed budget (not until they solve the truth, which an imperfect
 #: teacher never lets them) and keep the checkpoint that agrees best with the teacher.
 STUDENT = [

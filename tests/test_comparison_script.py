@@ -26,7 +26,9 @@ def test_comparison_runs_once_and_resumes_by_skipping_finished_runs(tmp_path):
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert "0 runs already done, 1 to run" in first.stdout
     assert "copy lstm_baseline seed 0: done" in first.stdout
-    assert (tmp_path / "runs" / "copy" / "lstm_baseline" / "seed0" / "results.json").exists()
+    run = tmp_path / "runs" / "copy" / "lstm_baseline" / "seed0"
+    assert (run / "results.json").exists()
+    assert "step 2/2  val/in_distribution/bit_errors" in (run / "train.log").read_text()
     assert "| lstm_baseline | 1 |" in (tmp_path / "out" / "comparison.md").read_text()
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 runs already done, 0 to run" in again.stdout
