@@ -9,7 +9,8 @@ folder already has summary.json and results.json is not redone, so after an inte
 same command carries on where it stopped: an unfinished run resumes from its last checkpoint.
 A run stopped as diverged (non-finite updates in a row) is recorded as such and not redone.
 Each run's progress (a line every 200 steps and one per validation) is in its folder's
-`train.log`: `tail -f <runs>/<task>/<model>/seed<k>/train.log`.
+`train.log`, Hydra's log: `tail -f <runs>/<task>/<model>/seed<k>/train.log`; all it printed,
+errors included, in `console.txt`.
 `--jobs` runs that many trainings side by side (one thread each: 2 use this 2-core machine
 fully). When every run is done, `compare.py` writes the tables and figures into `--out`.
 """
@@ -61,15 +62,16 @@ def train(task: str, label: str, seed: int, folder: Path, overrides: list[str]) 
         command.insert(-1, f"ckpt_path={last}")
     start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "train.log", "w") as log:
-        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    # not train.log: Hydra writes that file itself, and two writers garble it
+    with open(folder / "console.txt", "a") as console:  # a resumed run's output follows
+        result = subprocess.run(command, cwd=ROOT, stdout=console, stderr=subprocess.STDOUT)
     minutes = (time.perf_counter() - start) / 60
     if not is_done(folder):
-        status = "FAILED (see train.log)"
+        status = "FAILED (see console.txt)"
     elif read(folder / SUMMARY_FILE, RunSummary).diverged:  # recorded, so not redone
-        status = "diverged (see train.log)"
+        status = "diverged (see console.txt)"
     else:
-        status = "done" if result.returncode == 0 else "FAILED after its results (see train.log)"
+        status = "done" if result.returncode == 0 else "FAILED after its results (see console.txt)"
     return f"{task} {label} seed {seed}: {status} in {minutes:.1f} min"
 
 

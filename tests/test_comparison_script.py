@@ -28,7 +28,10 @@ def test_comparison_runs_once_and_resumes_by_skipping_finished_runs(tmp_path):
     assert "copy lstm_baseline seed 0: done" in first.stdout
     run = tmp_path / "runs" / "copy" / "lstm_baseline" / "seed0"
     assert (run / "results.json").exists()
-    assert "step 2/2  val/in_distribution/bit_errors" in (run / "train.log").read_text()
+    log = (run / "train.log").read_text()  # Hydra's log, with the progress lines
+    assert "step 2/2  val/in_distribution/bit_errors" in log
+    assert "Total params" not in log  # Lightning's print: no second writer in Hydra's file
+    assert "Total params" in (run / "console.txt").read_text()
     assert "| lstm_baseline | 1 |" in (tmp_path / "out" / "comparison.md").read_text()
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 runs already done, 0 to run" in again.stdout
