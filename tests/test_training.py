@@ -177,6 +177,8 @@ def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(t
     )
     assert resumed.steps == 70
     assert resumed.sequences_seen == 70 * cfg.data.batch_size
+    # its training time spans both sessions, as its sequences do (so sequences/s holds)
+    assert 0 < checkpoint["training_seconds"] < resumed.wall_time_s
 
     # Standalone evaluation of the checkpoint with a resized memory, into its own folder: the
     # run's records stay as training left them.

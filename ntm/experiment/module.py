@@ -7,6 +7,7 @@ Axes: b batch, t time, o output bits.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -109,6 +110,10 @@ class SequenceModule(L.LightningModule):
         self.val_set_names = list(val_set_names)
         # The paper's x-axis. A buffer, so it is saved in checkpoints and resumes with them.
         self.register_buffer("sequences_seen", torch.zeros((), dtype=torch.long))
+        # Seconds trained in the sessions before this one (a resumed run's, from its
+        # checkpoint), so that a run's training time, like its sequences, spans every session.
+        self.earlier_training_seconds = 0.0
+        self.session_start: float | None = None  # time.perf_counter() when this fit began
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.model(inputs)[0]
@@ -136,7 +141,20 @@ class SequenceModule(L.LightningModule):
         # faster than the eager one it runs under no_grad).
         return self.teacher(inputs)[0].detach()
 
+    def training_seconds(self) -> float:
+        """Seconds trained so far, over every session of the run."""
+        now = time.perf_counter() - self.session_start if self.session_start is not None else 0.0
+        return self.earlier_training_seconds + now
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["training_seconds"] = self.training_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # absent from checkpoints written before it was kept: their earlier sessions count 0
+        self.earlier_training_seconds = float(checkpoint.get("training_seconds", 0.0))
+
     def on_fit_start(self) -> None:
+        self.session_start = time.perf_counter()
         if self.teacher is not None:  # not a submodule, so Lightning did not move it
             self.teacher.to(self.device)
 

@@ -112,7 +112,7 @@ class RunSummary:
     parameters: int
     steps: int
     sequences_seen: int  # over all ranks
-    wall_time_s: float  # training only: start-up and evaluation excluded
+    wall_time_s: float  # training only (no start-up, no evaluation), every session of a resumed run
     solved: bool  # in-distribution bit errors per sequence under `solved_below`, at some point
     solved_below: float
     metrics: dict[str, float]  # the last logged value of every metric, by key

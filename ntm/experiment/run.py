@@ -94,7 +94,9 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         except TrainingDiverged as error:  # recorded and evaluated like any finished run
             diverged = error
-        summary = _summary(cfg, task, module, trainer, time.perf_counter() - start)
+        # a resumed run's earlier sessions too, as its sequences_seen counts theirs
+        wall = module.earlier_training_seconds + time.perf_counter() - start
+        summary = _summary(cfg, task, module, trainer, wall)
         summary.diverged = diverged is not None
         if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
