@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -88,15 +87,13 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
             dashboard.plot_against_sequences(run)
         if rank_zero:
             log.info("run folder: %s | %s", output_dir.resolve(), dashboard.where(run))
-        start = time.perf_counter()
         diverged = None
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         except TrainingDiverged as error:  # recorded and evaluated like any finished run
             diverged = error
-        # a resumed run's earlier sessions too, as its sequences_seen counts theirs
-        wall = module.earlier_training_seconds + time.perf_counter() - start
-        summary = _summary(cfg, task, module, trainer, wall)
+        # every session of a resumed run, as its sequences_seen counts them all
+        summary = _summary(cfg, task, module, trainer, module.training_seconds())
         summary.diverged = diverged is not None
         if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
