@@ -55,6 +55,8 @@ def timed_run(
         subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return timeout, None
+    except subprocess.CalledProcessError as error:  # say why, not only that it failed
+        sys.exit(f"train.py failed ({error.returncode}):\n{error.stderr.decode()[-3000:]}")
     wall = time.perf_counter() - start
     return wall, json.loads((run_dir / "summary.json").read_text())
 

@@ -1,0 +1,118 @@
+"""The CUDA path: the same numbers as on the CPU, no host syncs in a training step, the compiled
+step and bf16 autocast. Skipped where there is no CUDA GPU (CI has none; run these where one is)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ntm import NTM
+from ntm.metrics import masked_bce
+
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU", allow_module_level=True)
+
+CONTROLLERS = ["lstm", "mlp", "transformer"]
+
+
+def paper_sized_ntm(controller, **kwargs):
+    torch.manual_seed(0)
+    return NTM(
+        input_size=9,
+        output_size=8,
+        controller=controller,
+        controller_options={"hidden_size": 32},
+        memory_slots=32,
+        memory_width=10,
+        fused=False,
+        **kwargs,
+    )
+
+
+def copy_shaped(batch=4, steps=9, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, 2, (batch, steps, 9), generator=generator).double()
+    targets = torch.randint(0, 2, (batch, steps, 8), generator=generator).double()
+    return inputs, targets
+
+
+def loss_and_grads(model, inputs, targets):
+    """Logits, final memory and parameter gradients, on the CPU; the loss in the inputs' dtype
+    (masked_bce computes in float32)."""
+    model.zero_grad(set_to_none=True)
+    logits, state = model(inputs)
+    F.binary_cross_entropy_with_logits(logits, targets).backward()
+    grads = [p.grad.detach().cpu() for p in model.parameters()]
+    return logits.detach().cpu(), state.memory.detach().cpu(), grads
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_cuda_matches_the_cpu_in_float64(controller):
+    """Forward, final memory and every gradient, CUDA against CPU in float64: the same
+    arithmetic up to summation order."""
+    cpu = paper_sized_ntm(controller).double()
+    gpu = paper_sized_ntm(controller).double().cuda()
+    inputs, targets = copy_shaped()
+    expected = loss_and_grads(cpu, inputs, targets)
+    actual = loss_and_grads(gpu, inputs.cuda(), targets.cuda())
+    torch.testing.assert_close(actual[0], expected[0], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(actual[1], expected[1], rtol=1e-9, atol=1e-10)
+    for got, want in zip(actual[2], expected[2], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_a_cuda_training_step_never_syncs_with_the_host(controller):
+    """Forward, loss, backward and Adam's step under CUDA's own sync detector, which raises on
+    every call that makes the host wait for the device."""
+    model = paper_sized_ntm(controller).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    inputs, targets = (t.float().cuda() for t in copy_shaped())
+    mask = torch.ones(targets.shape[:2], dtype=torch.bool, device="cuda")
+    for _ in range(2):  # the first step allocates Adam's state
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            logits, _ = model(inputs)
+            masked_bce(logits, targets, mask).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(logits).all()
+
+
+def test_the_sync_detector_catches_a_sync():
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            torch.ones(3, device="cuda").sum().item()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("controller", ["lstm", "mlp"])
+def test_the_compiled_step_on_cuda_matches_the_eager_one(controller):
+    eager = paper_sized_ntm(controller).cuda()
+    compiled = paper_sized_ntm(controller, compile=True).cuda()
+    inputs, targets = (t.float().cuda() for t in copy_shaped())
+    expected = loss_and_grads(eager, inputs, targets)
+    actual = loss_and_grads(compiled, inputs, targets)
+    torch.testing.assert_close(actual[0], expected[0], rtol=1e-4, atol=1e-5)
+    for got, want in zip(actual[2], expected[2], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_bf16_autocast_keeps_the_memory_in_float32(controller):
+    """Under bf16 autocast (trainer=gpu) the controller runs in bf16 and the addressing and
+    memory in float32: the memory stays float32 and the outputs stay near float32's."""
+    model = paper_sized_ntm(controller).cuda()
+    inputs, targets = (t.float().cuda() for t in copy_shaped())
+    reference, _ = model(inputs)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits, state = model(inputs)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+    loss.backward()
+    assert state.memory.dtype == torch.float32 and state.weights.dtype == torch.float32
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    torch.testing.assert_close(logits.float(), reference, rtol=0.1, atol=0.1)
