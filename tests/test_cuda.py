@@ -4,8 +4,10 @@ step and bf16 autocast. Skipped where there is no CUDA GPU (CI has none; run the
 import pytest
 import torch
 import torch.nn.functional as F
+from runs import compose_train
 
 from ntm import NTM
+from ntm.experiment.run import train
 from ntm.metrics import masked_bce
 
 if not torch.cuda.is_available():
@@ -116,3 +118,10 @@ def test_bf16_autocast_keeps_the_memory_in_float32(controller):
     assert state.memory.dtype == torch.float32 and state.weights.dtype == torch.float32
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     torch.testing.assert_close(logits.float(), reference, rtol=0.1, atol=0.1)
+
+
+def test_trainer_gpu_trains(tmp_path):
+    """`trainer=gpu` (bf16 mixed precision, gradient clipping, fused Adam), the compiled step."""
+    overrides = ["trainer=gpu", "trainer.max_steps=3", "logger=none", "evaluation.enabled=false"]
+    summary = train(compose_train([*overrides, "callbacks.figures=null"], tmp_path), tmp_path)
+    assert summary.steps == 3

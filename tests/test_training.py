@@ -132,6 +132,17 @@ def test_fast_dev_run_every_model_and_task(task, model, tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in summary.metrics.values())
 
 
+def test_mixed_precision_trains_with_the_fused_optimiser_and_clipping(tmp_path):
+    """trainer=gpu's bf16 mixed precision, here on the CPU: Lightning refuses to clip a fused
+    optimiser's gradients under mixed precision, so the module builds Adam without `fused`."""
+    overrides = ["debug=fast", "model.compile=false", "+trainer.precision=bf16-mixed"]
+    cfg = compose_train(overrides, tmp_path)
+    assert cfg.optimizer.fused and cfg.trainer.gradient_clip_val
+    summary = train(cfg, tmp_path)
+    assert summary.steps == 1
+    assert all(torch.isfinite(torch.tensor(v)) for v in summary.metrics.values())
+
+
 def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(tmp_path):
     overrides = [
         "debug=steps",

@@ -7,6 +7,7 @@ Axes: b batch, t time, o output bits.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -200,7 +201,13 @@ class SequenceModule(L.LightningModule):
         self.log(SEQUENCES, self.sequences_seen.float(), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        optimizer = self.optimizer_factory(self.parameters())
+        factory = self.optimizer_factory
+        mixed = self._trainer is not None and "mixed" in str(self.trainer.precision)
+        if mixed and getattr(factory, "keywords", {}).get("fused"):
+            # Lightning's mixed precision refuses to clip a fused optimiser's gradients (it
+            # would unscale them inside its step); the per-tensor path clips as usual.
+            factory = functools.partial(factory, fused=False)
+        optimizer = factory(self.parameters())
         if not (self.schedule.warmup_steps or self.schedule.decay_steps):
             return optimizer
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, copy.copy(self.schedule))
