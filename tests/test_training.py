@@ -48,6 +48,8 @@ def test_every_config_option_composes_and_instantiates(override, tmp_path):
     if cfg.logger and "_target_" in cfg.logger:
         if "TensorBoard" in cfg.logger._target_ and not importlib.util.find_spec("tensorboard"):
             pytest.skip("the tensorboard logger needs `pip install tensorboard`")
+        if "Wandb" in cfg.logger._target_ and not importlib.util.find_spec("wandb"):
+            pytest.skip("the wandb logger needs `pip install wandb`")
         assert instantiate(cfg.logger) is not None
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         pytest.skip("trainer=gpu needs a CUDA GPU")
