@@ -16,7 +16,7 @@ if not torch.cuda.is_available():
 CONTROLLERS = ["lstm", "mlp", "transformer"]
 
 
-def paper_sized_ntm(controller, **kwargs):
+def small_ntm(controller, **kwargs):
     torch.manual_seed(0)
     return NTM(
         input_size=9,
@@ -51,8 +51,8 @@ def loss_and_grads(model, inputs, targets):
 def test_cuda_matches_the_cpu_in_float64(controller):
     """Forward, final memory and every gradient, CUDA against CPU in float64: the same
     arithmetic up to summation order."""
-    cpu = paper_sized_ntm(controller).double()
-    gpu = paper_sized_ntm(controller).double().cuda()
+    cpu = small_ntm(controller).double()
+    gpu = small_ntm(controller).double().cuda()
     inputs, targets = copy_shaped()
     expected = loss_and_grads(cpu, inputs, targets)
     actual = loss_and_grads(gpu, inputs.cuda(), targets.cuda())
@@ -66,11 +66,11 @@ def test_cuda_matches_the_cpu_in_float64(controller):
 def test_a_cuda_training_step_never_syncs_with_the_host(controller):
     """Forward, loss, backward and Adam's step under CUDA's own sync detector, which raises on
     every call that makes the host wait for the device."""
-    model = paper_sized_ntm(controller).cuda()
+    model = small_ntm(controller).cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     inputs, targets = (t.float().cuda() for t in copy_shaped())
     mask = torch.ones(targets.shape[:2], dtype=torch.bool, device="cuda")
-    for _ in range(2):  # the first step allocates Adam's state
+    for _ in range(2):  # the first step also creates Adam's state, the second reuses it
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         try:
@@ -94,8 +94,8 @@ def test_the_sync_detector_catches_a_sync():
 
 @pytest.mark.parametrize("controller", ["lstm", "mlp"])
 def test_the_compiled_step_on_cuda_matches_the_eager_one(controller):
-    eager = paper_sized_ntm(controller).cuda()
-    compiled = paper_sized_ntm(controller, compile=True).cuda()
+    eager = small_ntm(controller).cuda()
+    compiled = small_ntm(controller, compile=True).cuda()
     inputs, targets = (t.float().cuda() for t in copy_shaped())
     expected = loss_and_grads(eager, inputs, targets)
     actual = loss_and_grads(compiled, inputs, targets)
@@ -108,7 +108,7 @@ def test_the_compiled_step_on_cuda_matches_the_eager_one(controller):
 def test_bf16_autocast_keeps_the_memory_in_float32(controller):
     """Under bf16 autocast (trainer=gpu) the controller runs in bf16 and the addressing and
     memory in float32: the memory stays float32 and the outputs stay near float32's."""
-    model = paper_sized_ntm(controller).cuda()
+    model = small_ntm(controller).cuda()
     inputs, targets = (t.float().cuda() for t in copy_shaped())
     reference, _ = model(inputs)
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -121,7 +121,7 @@ def test_bf16_autocast_keeps_the_memory_in_float32(controller):
 
 
 def test_trainer_gpu_trains(tmp_path):
-    """`trainer=gpu` (bf16 mixed precision, gradient clipping, fused Adam), the compiled step."""
+    """`trainer=gpu`: bf16 mixed precision, gradient clipping, default Adam, compiled step."""
     overrides = ["trainer=gpu", "trainer.max_steps=3", "logger=none", "evaluation.enabled=false"]
     summary = train(compose_train([*overrides, "callbacks.figures=null"], tmp_path), tmp_path)
     assert summary.steps == 3
