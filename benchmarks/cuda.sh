@@ -4,8 +4,9 @@
 #
 #     bash benchmarks/cuda.sh [output folder]      # default: cuda_report/ (a few minutes)
 #
-# Each part has a time limit and the next runs whatever the last one did, so a slow or failing
-# part still leaves the others' figures. PYTHON picks the interpreter (default: python).
+# Each part has a time limit, and each runs whatever happened to the one before, so a slow or
+# failing part still leaves the others' figures (the script's exit status says nothing: read
+# the outputs). PYTHON picks the interpreter (default: python).
 set -u
 out=${1:-cuda_report}
 python=${PYTHON:-python}
@@ -17,23 +18,23 @@ $python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.versio
     | tee -a "$out/gpu.txt"
 
 echo "== tests"
-timeout 150 $python -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+timeout -k 5 150 $python -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     "tests/test_training.py::test_every_config_option_composes_and_instantiates[trainer=gpu]" \
     2>&1 | tee "$out/tests.txt"
 
 echo "== throughput, eager"
-timeout 90 $python benchmarks/throughput.py --device cuda --seconds 3 --modes eager \
+timeout -k 5 90 $python benchmarks/throughput.py --device cuda --seconds 3 --modes eager \
     --controllers lstm mlp transformer lstm_baseline --batch-sizes 32 1024 \
     2>&1 | tee "$out/throughput_eager.md"
-timeout 45 $python benchmarks/throughput.py --device cuda --seconds 3 --modes eager \
+timeout -k 5 45 $python benchmarks/throughput.py --device cuda --seconds 3 --modes eager \
     --controllers lstm transformer --batch-sizes 1024 --precision bf16 \
     2>&1 | tee "$out/throughput_bf16.md"
 
 echo "== time to solve copy: python train.py trainer=gpu, seed 0, cold caches"
-timeout 160 $python benchmarks/time_to_solve.py --seeds 0 --no-warm --timeout 150 \
+timeout -k 5 160 $python benchmarks/time_to_solve.py --seeds 0 --no-warm --timeout 150 \
     --overrides trainer=gpu 2>&1 | tee "$out/time_to_solve.md"
 
 echo "== throughput, compiled (each cell compiles from an empty cache)"
-timeout 110 $python benchmarks/throughput.py --device cuda --seconds 3 \
+timeout -k 5 110 $python benchmarks/throughput.py --device cuda --seconds 3 \
     --modes compiled compiled-graphs --controllers lstm --batch-sizes 32 1024 \
     2>&1 | tee "$out/throughput_compiled.md"

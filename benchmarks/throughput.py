@@ -6,6 +6,9 @@ and mode: eager, compiled (the per-step cell under torch.compile) or fused (the 
 in one call forward and one backward, `ntm.fused`; LSTM and MLP controllers), or fused-own
 (the same with the time loop's products written in `ntm/fused/sequence.cpp` at every batch
 size, never PyTorch's BLAS; see `ntm.fused.BLAS_MIN_BATCH`). Prints a markdown table.
+On a GPU (`--device cuda`): eager and compiled, and `compiled-graphs`, the compiled step with
+CUDA graphs (torch.compile's mode "reduce-overhead"). `--precision bf16` runs under bf16
+autocast, as `trainer=gpu` does (on the CPU too, where the fused sequence then steps aside).
 
     python benchmarks/throughput.py                       # the full table (a few minutes)
     python benchmarks/throughput.py --controllers lstm --batch-sizes 1 32 --modes fused
@@ -47,7 +50,8 @@ def build(controller: str, mode: str) -> torch.nn.Module:
         compile=mode == "compiled",
         fused=mode.startswith("fused"),
     )
-    if mode == "compiled-graphs":
+    if mode == "compiled-graphs":  # NTM(compile=True)'s step, with CUDA graphs
+        assert hasattr(model, "_compiled_step"), "NTM no longer keeps its compiled step there"
         model._compiled_step = torch.compile(model.cell.forward, mode="reduce-overhead")
     return model
 

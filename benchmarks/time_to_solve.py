@@ -34,7 +34,7 @@ def timed_run(
     overrides: list[str], run_dir: Path, cache_dir: Path, timeout: float
 ) -> tuple[float, dict | None]:
     """Seconds from the command to its exit, and the run's summary (None: stopped at
-    `timeout` seconds, unsolved)."""
+    `timeout` seconds, unsolved). A failed run raises CalledProcessError, its error printed."""
     command = [
         sys.executable,
         str(ROOT / "train.py"),
@@ -56,7 +56,9 @@ def timed_run(
     except subprocess.TimeoutExpired:
         return timeout, None
     except subprocess.CalledProcessError as error:  # say why, not only that it failed
-        sys.exit(f"train.py failed ({error.returncode}):\n{error.stderr.decode()[-3000:]}")
+        stderr = error.stderr.decode(errors="replace")[-3000:]
+        print(f"train.py failed ({error.returncode}):\n{stderr}", file=sys.stderr)
+        raise
     wall = time.perf_counter() - start
     return wall, json.loads((run_dir / "summary.json").read_text())
 
@@ -82,7 +84,13 @@ def main() -> None:
         for seed in args.seeds:
             overrides = [*args.overrides, f"seed={seed}"]
             cache = Path(scratch) / f"cache{seed}"
-            cold, summary = timed_run(overrides, Path(scratch) / f"seed{seed}", cache, args.timeout)
+            try:
+                cold, summary = timed_run(
+                    overrides, Path(scratch) / f"seed{seed}", cache, args.timeout
+                )
+            except subprocess.CalledProcessError:  # on with the next seed
+                print(f"| {seed} | train.py failed | - | - | - | - | - | - |", flush=True)
+                continue
             colds.append(cold)
             if summary is None:  # not solved in time: no warm run either
                 unsolved = f"| {seed} | not within {args.timeout:.0f} s | > {cold:.0f} |"
@@ -101,9 +109,10 @@ def main() -> None:
                 f"| {summary['sequences_seen']:,} | {length_40:.2f} |",
                 flush=True,
             )
-    print(  # an unsolved run counts at its timeout: a lower bound on its time
-        f"\nsolved: {solved}/{len(args.seeds)}; median wall time: cold "
-        f"{statistics.median(colds):.1f} s"
+    # an unsolved run counts at its timeout (a lower bound on its time), a failed one not at all
+    cold_median = f"{statistics.median(colds):.1f} s" if colds else "-"
+    print(
+        f"\nsolved: {solved}/{len(args.seeds)}; median wall time: cold {cold_median}"
         + (f", warm {statistics.median(warms):.1f} s" if warms else "")
     )
 

@@ -37,9 +37,9 @@ def copy_shaped(batch=4, steps=9, seed=0):
     return inputs, targets
 
 
-def loss_and_grads(model, inputs, targets):
-    """Logits, final memory and parameter gradients, on the CPU; the loss in the inputs' dtype
-    (masked_bce computes in float32)."""
+def outputs_and_grads(model, inputs, targets):
+    """Logits, final memory and parameter gradients (of a loss in the inputs' dtype: masked_bce
+    computes in float32), on the CPU."""
     model.zero_grad(set_to_none=True)
     logits, state = model(inputs)
     F.binary_cross_entropy_with_logits(logits, targets).backward()
@@ -54,8 +54,8 @@ def test_cuda_matches_the_cpu_in_float64(controller):
     cpu = small_ntm(controller).double()
     gpu = small_ntm(controller).double().cuda()
     inputs, targets = copy_shaped()
-    expected = loss_and_grads(cpu, inputs, targets)
-    actual = loss_and_grads(gpu, inputs.cuda(), targets.cuda())
+    expected = outputs_and_grads(cpu, inputs, targets)
+    actual = outputs_and_grads(gpu, inputs.cuda(), targets.cuda())
     torch.testing.assert_close(actual[0], expected[0], rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(actual[1], expected[1], rtol=1e-9, atol=1e-10)
     for got, want in zip(actual[2], expected[2], strict=True):
@@ -94,11 +94,12 @@ def test_the_sync_detector_catches_a_sync():
 
 @pytest.mark.parametrize("controller", ["lstm", "mlp"])
 def test_the_compiled_step_on_cuda_matches_the_eager_one(controller):
+    torch._dynamo.reset()  # compiled afresh, not over torch's recompile limit (then eager)
     eager = small_ntm(controller).cuda()
     compiled = small_ntm(controller, compile=True).cuda()
     inputs, targets = (t.float().cuda() for t in copy_shaped())
-    expected = loss_and_grads(eager, inputs, targets)
-    actual = loss_and_grads(compiled, inputs, targets)
+    expected = outputs_and_grads(eager, inputs, targets)
+    actual = outputs_and_grads(compiled, inputs, targets)
     torch.testing.assert_close(actual[0], expected[0], rtol=1e-4, atol=1e-5)
     for got, want in zip(actual[2], expected[2], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
@@ -115,6 +116,7 @@ def test_bf16_autocast_keeps_the_memory_in_float32(controller):
         logits, state = model(inputs)
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
     loss.backward()
+    assert logits.dtype == torch.bfloat16  # autocast took effect
     assert state.memory.dtype == torch.float32 and state.weights.dtype == torch.float32
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     torch.testing.assert_close(logits.float(), reference, rtol=0.1, atol=0.1)

@@ -134,15 +134,21 @@ def test_fast_dev_run_every_model_and_task(task, model, tmp_path):
     assert all(torch.isfinite(torch.tensor(v)) for v in summary.metrics.values())
 
 
-def test_mixed_precision_trains_with_the_fused_optimiser_and_clipping(tmp_path):
+def test_mixed_precision_trains_a_config_of_fused_adam_unfused_with_clipping(tmp_path):
     """trainer=gpu's bf16 mixed precision, here on the CPU: Lightning refuses to clip a fused
-    optimiser's gradients under mixed precision, so the module builds Adam without `fused`."""
+    optimiser's gradients under mixed precision, so the module trains Adam unfused there."""
     overrides = ["debug=fast", "model.compile=false", "+trainer.precision=bf16-mixed"]
     cfg = compose_train(overrides, tmp_path)
     assert cfg.optimizer.fused and cfg.trainer.gradient_clip_val
     summary = train(cfg, tmp_path)
     assert summary.steps == 1
     assert all(torch.isfinite(torch.tensor(v)) for v in summary.metrics.values())
+    # what trains: unfused from the first step on (on_train_start re-applies the settings)
+    _, datamodule, module = build(cfg)
+    trainer = instantiate(cfg.trainer, logger=False, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule)
+    assert trainer.global_step == 1
+    assert not any(group["fused"] for group in trainer.optimizers[0].param_groups)
 
 
 def test_short_training_lowers_the_loss_resumes_and_records_what_compare_reads(tmp_path):

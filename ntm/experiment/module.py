@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import Tensor, nn
 
 from ntm.experiment.results import (
@@ -200,14 +201,20 @@ class SequenceModule(L.LightningModule):
         # With the validation metrics, so that their row has its own x value on W&B.
         self.log(SEQUENCES, self.sequences_seen.float(), sync_dist=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+    def _optimizer_factory(self) -> Callable[..., torch.optim.Optimizer]:
+        """The configured optimiser, unfused under mixed precision (`trainer=gpu`): Lightning
+        refuses to clip a fused optimiser's gradients there (it leaves their unscaling to the
+        fused step)."""
         factory = self.optimizer_factory
-        mixed = self._trainer is not None and "mixed" in str(self.trainer.precision)
+        mixed = self._trainer is not None and isinstance(
+            self.trainer.precision_plugin, MixedPrecision
+        )
         if mixed and getattr(factory, "keywords", {}).get("fused"):
-            # Lightning's mixed precision refuses to clip a fused optimiser's gradients (it
-            # would unscale them inside its step); the per-tensor path clips as usual.
             factory = functools.partial(factory, fused=False)
-        optimizer = factory(self.parameters())
+        return factory
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = self._optimizer_factory()(self.parameters())
         if not (self.schedule.warmup_steps or self.schedule.decay_steps):
             return optimizer
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, copy.copy(self.schedule))
@@ -224,7 +231,7 @@ class SequenceModule(L.LightningModule):
     def on_train_start(self) -> None:
         # A resumed run's optimiser state comes from its checkpoint, settings included; the
         # configured ones win, so that e.g. a lower optimizer.lr takes effect on resume.
-        settings = getattr(self.optimizer_factory, "keywords", {})
+        settings = getattr(self._optimizer_factory(), "keywords", {})
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group.update(settings)
