@@ -2,38 +2,30 @@
 step and bf16 autocast. Skipped where there is no CUDA GPU (CI has none; run these where one is)."""
 
 import pytest
+import test_model
 import torch
 import torch.nn.functional as F
 from runs import compose_train
 
-from ntm import NTM
 from ntm.experiment.run import train
 from ntm.metrics import masked_bce
 
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA GPU", allow_module_level=True)
 
-CONTROLLERS = ["lstm", "mlp", "transformer"]
+CONTROLLERS = test_model.CONTROLLERS
 
 
 def small_ntm(controller, **kwargs):
+    """test_model's small NTM (5 inputs, 4 outputs), stepped, the same weights at each call."""
     torch.manual_seed(0)
-    return NTM(
-        input_size=9,
-        output_size=8,
-        controller=controller,
-        controller_options={"hidden_size": 32},
-        memory_slots=32,
-        memory_width=10,
-        fused=False,
-        **kwargs,
-    )
+    return test_model.small_ntm(controller, fused=False, **kwargs)
 
 
-def copy_shaped(batch=4, steps=9, seed=0):
+def random_batch(batch=4, steps=9, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randint(0, 2, (batch, steps, 9), generator=generator).double()
-    targets = torch.randint(0, 2, (batch, steps, 8), generator=generator).double()
+    inputs = torch.randint(0, 2, (batch, steps, 5), generator=generator).double()
+    targets = torch.randint(0, 2, (batch, steps, 4), generator=generator).double()
     return inputs, targets
 
 
@@ -53,7 +45,7 @@ def test_cuda_matches_the_cpu_in_float64(controller):
     arithmetic up to summation order."""
     cpu = small_ntm(controller).double()
     gpu = small_ntm(controller).double().cuda()
-    inputs, targets = copy_shaped()
+    inputs, targets = random_batch()
     expected = outputs_and_grads(cpu, inputs, targets)
     actual = outputs_and_grads(gpu, inputs.cuda(), targets.cuda())
     torch.testing.assert_close(actual[0], expected[0], rtol=1e-9, atol=1e-10)
@@ -68,7 +60,7 @@ def test_a_cuda_training_step_never_syncs_with_the_host(controller):
     every call that makes the host wait for the device."""
     model = small_ntm(controller).cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    inputs, targets = (t.float().cuda() for t in copy_shaped())
+    inputs, targets = (t.float().cuda() for t in random_batch())
     mask = torch.ones(targets.shape[:2], dtype=torch.bool, device="cuda")
     for _ in range(2):  # the first step also creates Adam's state, the second reuses it
         torch.cuda.synchronize()
@@ -97,7 +89,7 @@ def test_the_compiled_step_on_cuda_matches_the_eager_one(controller):
     torch._dynamo.reset()  # compiled afresh, not over torch's recompile limit (then eager)
     eager = small_ntm(controller).cuda()
     compiled = small_ntm(controller, compile=True).cuda()
-    inputs, targets = (t.float().cuda() for t in copy_shaped())
+    inputs, targets = (t.float().cuda() for t in random_batch())
     expected = outputs_and_grads(eager, inputs, targets)
     actual = outputs_and_grads(compiled, inputs, targets)
     torch.testing.assert_close(actual[0], expected[0], rtol=1e-4, atol=1e-5)
@@ -110,7 +102,7 @@ def test_bf16_autocast_keeps_the_memory_in_float32(controller):
     """Under bf16 autocast (trainer=gpu) the controller runs in bf16 and the addressing and
     memory in float32: the memory stays float32 and the outputs stay near float32's."""
     model = small_ntm(controller).cuda()
-    inputs, targets = (t.float().cuda() for t in copy_shaped())
+    inputs, targets = (t.float().cuda() for t in random_batch())
     reference, _ = model(inputs)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         logits, state = model(inputs)
