@@ -20,7 +20,8 @@ NORM_EPS = 1e-8
 similarity 0 with anything, and finite gradients."""
 
 SHARPEN_FLOOR = 1e-30
-"""Weights are floored here before the log in `sharpen`, so that `w ** gamma` is never 0/0."""
+"""Weights are floored here (or at the dtype's smallest normal number, if larger: 1e-30 is 0 in
+float16) before the log in `sharpen`, so that `w ** gamma` is never 0/0."""
 
 
 def cosine_similarity(memory: Tensor, keys: Tensor) -> Tensor:
@@ -75,7 +76,8 @@ def sharpen(weights: Tensor, gamma: Tensor) -> Tensor:
     gamma * log(w~) with w~ floored at SHARPEN_FLOOR: the same value, but a huge gamma or a
     weighting with zeros gives a one-hot, not 0/0.
     """
-    logits = gamma.unsqueeze(-1) * torch.log(weights.clamp_min(SHARPEN_FLOOR))
+    floor = max(SHARPEN_FLOOR, torch.finfo(weights.dtype).tiny)
+    logits = gamma.unsqueeze(-1) * torch.log(weights.clamp_min(floor))
     return torch.softmax(logits, dim=-1)
 
 

@@ -11,8 +11,8 @@ class LSTMBaseline(nn.Module):
     """A stacked LSTM (the paper's baseline): ``logits, state = model(x[, state])``.
 
     x (b, t, input_size) -> logits (b, t, output_size); state is (h, c), each
-    (layers, b, hidden_size), starting from a learned value. `memory_slots` is accepted
-    everywhere the NTM takes it and ignored, so experiments can swap the two.
+    (layers, b, hidden_size), starting from a learned value. `initial_state` accepts the NTM's
+    `memory_slots` and ignores it, so experiments can swap the two.
     """
 
     def __init__(

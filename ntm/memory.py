@@ -41,7 +41,8 @@ class MemoryInit(nn.Module):
 
     `init` (Collier & Beel 2018 compare them; `constant` trained fastest and most stably):
     - ``constant``: every entry `value`.
-    - ``random``: entries uniform in [-value, value], drawn afresh for each `initial`.
+    - ``random``: entries uniform in [-value, value], drawn afresh for each call (each
+      `initial_state`).
     - ``learned``: one learned word, the same in every slot (so its shape does not depend on n
       and a model trained with 128 slots runs with 256).
     """
@@ -64,4 +65,4 @@ class MemoryInit(nn.Module):
             return torch.full(shape, self.value, device=device, dtype=dtype)
         if self.init == "random":
             return (2 * torch.rand(shape, device=device, dtype=dtype) - 1) * self.value
-        return repeat(self.word.to(dtype), "w -> b n w", b=batch_size, n=slots)
+        return repeat(self.word.to(device=device, dtype=dtype), "w -> b n w", b=batch_size, n=slots)

@@ -117,9 +117,12 @@ class NTMCell(nn.Module):
         reference = self.output.weight
         device = reference.device if device is None else device
         dtype = reference.dtype if dtype is None else dtype
-        memory = self.memory_init(batch_size, memory_slots, device=device, dtype=dtype)
+        # Memory and weightings in float32 or wider, like the heads' parameters, even for a
+        # model cast to bf16: addressing and writes are not safe in half precision.
+        state_dtype = torch.promote_types(dtype, torch.float32)
+        memory = self.memory_init(batch_size, memory_slots, device=device, dtype=state_dtype)
         heads = self.heads.read_heads + self.heads.write_heads
-        weights = torch.zeros(batch_size, heads, memory_slots, device=device, dtype=dtype)
+        weights = torch.zeros(batch_size, heads, memory_slots, device=device, dtype=state_dtype)
         weights[..., 0] = 1  # (not F.one_hot: it checks its input on the host)
         return NTMState(
             memory=memory,
@@ -130,7 +133,8 @@ class NTMCell(nn.Module):
 
     def forward(self, x: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
         """x (b, input_size), state -> output logits (b, output_size), next state."""
-        controller_input = torch.cat([x, rearrange(state.reads, "b h w -> b (h w)")], dim=-1)
+        previous_reads = rearrange(state.reads, "b h w -> b (h w)").to(x.dtype)
+        controller_input = torch.cat([x, previous_reads], dim=-1)
         controller_output, controller_state = self.controller(controller_input, state.controller)
         params = self.heads(controller_output)
         with torch.autocast(x.device.type, enabled=False):
@@ -140,9 +144,8 @@ class NTMCell(nn.Module):
             )
             reads = read(state.memory, read_weights)
             memory = write(state.memory, write_weights, params.erase, params.add)
-        output = self.output(
-            torch.cat([controller_output, rearrange(reads, "b h w -> b (h w)")], dim=-1)
-        )
+        reads_flat = rearrange(reads, "b h w -> b (h w)").to(controller_output.dtype)
+        output = self.output(torch.cat([controller_output, reads_flat], dim=-1))
         return output, NTMState(memory, weights, reads, controller_state)
 
 
@@ -179,9 +182,17 @@ class NTM(nn.Module):
         self.memory_slots = memory_slots
         self.fused = fused
         self.cell = NTMCell(**cell_options)
-        # A compiled function, not a compiled module: a module attribute would be registered as
-        # a submodule and repeat every parameter in the state dict.
-        self._compiled_step = torch.compile(self.cell.forward) if compile else None
+        self.compile_step = compile  # (not `self.compile`: that is nn.Module.compile)
+        # Built on first use. A compiled function, not a compiled module: a module attribute
+        # would be registered as a submodule and repeat every parameter in the state dict.
+        self._compiled_step: Callable[..., tuple[Tensor, NTMState]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled step is bound to this model's cell: a copy (`copy.deepcopy`, pickling)
+        # that kept it would train the original's parameters. The copy compiles its own.
+        state = self.__dict__.copy()
+        state["_compiled_step"] = None
+        return state
 
     @property
     def controller(self) -> controllers.Controller:
@@ -198,7 +209,7 @@ class NTM(nn.Module):
         """The starting state; `memory_slots` overrides the size given at construction."""
         return self.cell.initial_state(
             batch_size,
-            memory_slots=memory_slots or self.memory_slots,
+            memory_slots=self.memory_slots if memory_slots is None else memory_slots,
             device=device,
             dtype=dtype,
         )
@@ -212,6 +223,8 @@ class NTM(nn.Module):
                 f"expected input of shape (batch, time, {self.cell.input_size}), "
                 f"got {tuple(x.shape)}"
             )
+        if x.shape[1] == 0:
+            raise ValueError("expected a sequence of at least one time step, got 0")
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device)
         if (
@@ -221,7 +234,9 @@ class NTM(nn.Module):
             and fused.available()
         ):
             return fused.run(self.cell, x, state)
-        compiled = self._compiled_step is not None and torch.is_grad_enabled()
+        compiled = self.compile_step and torch.is_grad_enabled()
+        if compiled and self._compiled_step is None:
+            self._compiled_step = torch.compile(self.cell.forward)
         outputs, read_trace, write_trace = [], [], []
         # Time-major and contiguous: every step's input has the same strides whatever the
         # sequence length, so the compiled step is not recompiled for each new length.

@@ -1,7 +1,7 @@
 """Priority sort (Graves et al. 2014, section 4.5): read vectors with priorities, then write the
 highest-priority ones in order of priority, highest first.
 
-Input channels: `width` data bits, a priority channel (uniform in [-1, 1]), a delimiter
+Input channels: `width` data bits, a priority channel (uniform in [-1, 1)), a delimiter
 channel. Output channels: the `width` data bits.
 Time: N item steps (bits and priority), one delimiter step, then K = min(keep, N) blank steps
 whose target is the K highest-priority vectors, highest priority first; only those are scored.

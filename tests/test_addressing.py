@@ -80,6 +80,13 @@ def test_sharpen():
     )
 
 
+def test_sharpen_gives_finite_gradients_in_float16_on_a_weighting_with_zeros():
+    """The floor is 0 in float16 if taken as 1e-30: log(0) and a NaN gradient."""
+    weights = torch.tensor([[[0.25, 0.75, 0.0, 0.0]]], dtype=torch.float16, requires_grad=True)
+    sharpen(weights, torch.tensor([[2.0]], dtype=torch.float16))[..., 1].sum().backward()
+    assert torch.isfinite(weights.grad).all()
+
+
 # A plain reference: one sample and one head at a time, each equation written out literally.
 def reference_address(memory, previous, key, strength, gate, shift_weights, gamma):
     batch, heads, slots = previous.shape

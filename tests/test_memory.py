@@ -78,6 +78,12 @@ def test_memory_init_any_size(kind):
         assert list(init.parameters()) == []
 
 
+@pytest.mark.parametrize("kind", ["constant", "random", "learned"])
+def test_memory_init_is_made_on_the_device_asked_for(kind):
+    memory = MemoryInit(width=4, init=kind)(2, 8, device=torch.device("meta"), dtype=torch.float64)
+    assert memory.device.type == "meta" and memory.dtype == torch.float64
+
+
 def test_memory_init_rejects_unknown_kind():
     with pytest.raises(ValueError, match="constant"):
         MemoryInit(width=4, init="zeros")

@@ -1,5 +1,6 @@
 """NTMCell, NTM, controllers and the LSTM baseline (ntm/model.py, ntm/controllers, baselines)."""
 
+import copy
 import functools
 
 import pytest
@@ -159,6 +160,26 @@ def test_wrong_input_width_is_reported():
         small_ntm()(torch.rand(2, 3, 4))
 
 
+def test_zero_memory_slots_at_call_time_is_rejected_not_replaced_by_the_default():
+    with pytest.raises(ValueError, match="memory_slots must be >= 1"):
+        small_ntm().initial_state(2, memory_slots=0)
+
+
+def test_an_empty_sequence_is_reported():
+    with pytest.raises(ValueError, match="at least one time step"):
+        small_ntm()(torch.rand(2, 0, 5))
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_a_model_cast_to_bf16_runs_and_keeps_its_memory_in_float32(controller):
+    model = small_ntm(controller).to(torch.bfloat16)
+    logits, state = model(torch.rand(2, 4, 5, dtype=torch.bfloat16))
+    assert logits.dtype == torch.bfloat16
+    assert state.memory.dtype == state.weights.dtype == torch.float32
+    logits.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_bf16_autocast_keeps_addressing_in_float32():
     model = small_ntm()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -176,6 +197,19 @@ def test_compiled_step_matches_eager():
     compiled.load_state_dict(eager.state_dict())
     x = torch.rand(2, 4, 5)
     torch.testing.assert_close(compiled(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_deep_copy_of_a_compiled_model_trains_its_own_parameters():
+    """The compiled step is bound to one cell: a copy (an EMA or a teacher, say) must not step
+    the original's."""
+    original = small_ntm(compile=True)
+    x = torch.rand(2, 4, 5)
+    original(x)[0].sum().backward()  # compiled: the step now exists
+    original.zero_grad(set_to_none=True)
+    copy_ = copy.deepcopy(original)
+    copy_(x)[0].sum().backward()
+    assert all(p.grad is None for p in original.parameters())
+    assert all(p.grad is not None for p in copy_.parameters())
 
 
 @pytest.mark.parametrize("controller", ["lstm", "mlp"])

@@ -135,7 +135,8 @@ class TransformerController(Controller):
         h = self.embed(x)
         if self.positional == "sinusoidal":
             h = h + sinusoidal_encoding(query_positions, h.shape[-1]).to(h.dtype)
-        bias = self._bias(query_positions, key_positions)
+        # In h's dtype: a float32 bias would promote a bf16 model's attention to float32.
+        bias = self._bias(query_positions, key_positions).to(h.dtype)
         keys, values = [], []
         for layer, block in enumerate(self.blocks):
             h, k, v = block(h, past_keys[layer], past_values[layer], bias)

@@ -159,7 +159,7 @@ template <typename T> void slot_norms(const T *memory, T *norms, int64_t n, int6
   for (int64_t i = 0; i < n; ++i) norms[i] = std::sqrt(norms[i]);
 }
 
-// y[i] += a * x[(i - shift) mod n] for i in 0..n-1, |shift| < n: two contiguous pieces.
+// y[i] += a * x[(i - shift) mod n] for i in 0..n-1, any shift: two contiguous pieces.
 template <typename T> void rolled_axpy(T a, const T *x, T *y, int64_t n, int64_t shift) {
   shift = ((shift % n) + n) % n;
   axpy(a, x + n - shift, y, shift);
