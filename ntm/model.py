@@ -117,8 +117,8 @@ class NTMCell(nn.Module):
         reference = self.output.weight
         device = reference.device if device is None else device
         dtype = reference.dtype if dtype is None else dtype
-        # Memory and weightings in float32 or wider, like the heads' parameters, even for a
-        # model cast to bf16: addressing and writes are not safe in half precision.
+        # Memory and weightings in float32 or wider, like the heads' outputs (`Heads.forward`),
+        # even for a model cast to bf16: addressing and writes are not safe in half precision.
         state_dtype = torch.promote_types(dtype, torch.float32)
         memory = self.memory_init(batch_size, memory_slots, device=device, dtype=state_dtype)
         heads = self.heads.read_heads + self.heads.write_heads
@@ -133,7 +133,9 @@ class NTMCell(nn.Module):
 
     def forward(self, x: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
         """x (b, input_size), state -> output logits (b, output_size), next state."""
-        previous_reads = rearrange(state.reads, "b h w -> b (h w)").to(x.dtype)
+        # Reads are float32 (the memory's dtype); a model cast to bf16 takes them in its own.
+        parameter_dtype = self.output.weight.dtype
+        previous_reads = rearrange(state.reads, "b h w -> b (h w)").to(parameter_dtype)
         controller_input = torch.cat([x, previous_reads], dim=-1)
         controller_output, controller_state = self.controller(controller_input, state.controller)
         params = self.heads(controller_output)
@@ -144,7 +146,7 @@ class NTMCell(nn.Module):
             )
             reads = read(state.memory, read_weights)
             memory = write(state.memory, write_weights, params.erase, params.add)
-        reads_flat = rearrange(reads, "b h w -> b (h w)").to(controller_output.dtype)
+        reads_flat = rearrange(reads, "b h w -> b (h w)").to(parameter_dtype)
         output = self.output(torch.cat([controller_output, reads_flat], dim=-1))
         return output, NTMState(memory, weights, reads, controller_state)
 
@@ -183,16 +185,24 @@ class NTM(nn.Module):
         self.fused = fused
         self.cell = NTMCell(**cell_options)
         self.compile_step = compile  # (not `self.compile`: that is nn.Module.compile)
-        # Built on first use. A compiled function, not a compiled module: a module attribute
-        # would be registered as a submodule and repeat every parameter in the state dict.
-        self._compiled_step: Callable[..., tuple[Tensor, NTMState]] | None = None
+        self._compiled_step = self._compile_step() if compile else None
+
+    def _compile_step(self) -> Callable[..., tuple[Tensor, NTMState]]:
+        # A compiled function, not a compiled module: a module attribute would be registered as
+        # a submodule and repeat every parameter in the state dict.
+        return torch.compile(self.cell.forward)
 
     def __getstate__(self) -> dict[str, Any]:
         # The compiled step is bound to this model's cell: a copy (`copy.deepcopy`, pickling)
         # that kept it would train the original's parameters. The copy compiles its own.
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_compiled_step"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.compile_step = state.get("compile_step", False)  # (absent in older pickles)
+        self._compiled_step = self._compile_step() if self.compile_step else None
 
     @property
     def controller(self) -> controllers.Controller:
@@ -234,9 +244,7 @@ class NTM(nn.Module):
             and fused.available()
         ):
             return fused.run(self.cell, x, state)
-        compiled = self.compile_step and torch.is_grad_enabled()
-        if compiled and self._compiled_step is None:
-            self._compiled_step = torch.compile(self.cell.forward)
+        compiled = self._compiled_step is not None and torch.is_grad_enabled()
         outputs, read_trace, write_trace = [], [], []
         # Time-major and contiguous: every step's input has the same strides whatever the
         # sequence length, so the compiled step is not recompiled for each new length.

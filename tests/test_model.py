@@ -172,10 +172,13 @@ def test_an_empty_sequence_is_reported():
 
 @pytest.mark.parametrize("controller", CONTROLLERS)
 def test_a_model_cast_to_bf16_runs_and_keeps_its_memory_in_float32(controller):
-    model = small_ntm(controller).to(torch.bfloat16)
-    logits, state = model(torch.rand(2, 4, 5, dtype=torch.bfloat16))
+    full = small_ntm(controller)
+    model = copy.deepcopy(full).to(torch.bfloat16)
+    x = torch.rand(2, 4, 5)
+    logits, state = model(x.bfloat16())
     assert logits.dtype == torch.bfloat16
     assert state.memory.dtype == state.weights.dtype == torch.float32
+    torch.testing.assert_close(logits.float(), full(x)[0], atol=0.05, rtol=0.05)
     logits.float().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
@@ -199,10 +202,13 @@ def test_compiled_step_matches_eager():
     torch.testing.assert_close(compiled(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
 
 
-def test_a_deep_copy_of_a_compiled_model_trains_its_own_parameters():
-    """The compiled step is bound to one cell: a copy (an EMA or a teacher, say) must not step
-    the original's."""
-    original = small_ntm(compile=True)
+@pytest.mark.parametrize("how", ["compile=True", "module.compile()"])
+def test_a_deep_copy_of_a_compiled_model_trains_its_own_parameters(how):
+    """A compiled step is bound to one cell: a copy (an EMA or a teacher, say) must not step
+    the original's. Either way of compiling: the NTM's own option or nn.Module.compile."""
+    original = small_ntm(compile=how == "compile=True")
+    if how == "module.compile()":
+        original.compile()
     x = torch.rand(2, 4, 5)
     original(x)[0].sum().backward()  # compiled: the step now exists
     original.zero_grad(set_to_none=True)

@@ -62,7 +62,8 @@ class Block(nn.Module):
         keys = torch.cat([past_keys, k], dim=2)
         values = torch.cat([past_values, v], dim=2)
         scores = einsum(q, keys, "b a t e, b a u e -> b a t u") / math.sqrt(q.shape[-1])
-        attention = torch.softmax(scores + bias, dim=-1)
+        # Scores plus the float32 bias in float32 (in a bf16 model, too), then back to v's dtype.
+        attention = torch.softmax(scores.float() + bias, dim=-1).to(values.dtype)
         mixed = einsum(attention, values, "b a t u, b a u e -> b a t e")
         x = x + self.attention_out(rearrange(mixed, "b a t e -> b t (a e)"))
         return x + self.ff(x), keys, values
@@ -135,8 +136,7 @@ class TransformerController(Controller):
         h = self.embed(x)
         if self.positional == "sinusoidal":
             h = h + sinusoidal_encoding(query_positions, h.shape[-1]).to(h.dtype)
-        # In h's dtype: a float32 bias would promote a bf16 model's attention to float32.
-        bias = self._bias(query_positions, key_positions).to(h.dtype)
+        bias = self._bias(query_positions, key_positions)
         keys, values = [], []
         for layer, block in enumerate(self.blocks):
             h, k, v = block(h, past_keys[layer], past_values[layer], bias)
