@@ -102,6 +102,17 @@ def test_a_resumed_run_continues_exactly(tmp_path):
     assert_same_run(tmp_path / "whole", tmp_path / "resumed")  # equal, not close: CPU, eager
 
 
+def test_a_run_resumed_at_its_cap_records_the_metrics_of_its_weights(tmp_path):
+    """No training step is left, so no validation runs in the resumed session: the summary
+    must still say how good the weights are (it was empty, and the run counted unsolved)."""
+    first = train_small(tmp_path / "run", "trainer.max_steps=6")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    again = train_small(tmp_path / "run", "trainer.max_steps=6", f"ckpt_path={last}")
+    key = "val/in_distribution/bit_errors"
+    assert again.steps == 6
+    assert again.metrics[key] == pytest.approx(first.metrics[key])
+
+
 def test_last_checkpoint_is_the_latest_state_not_the_latest_best(tmp_path):
     # "best" by the sequences seen, lowest first: never improves on the first validation
     train_small(tmp_path, "trainer.max_steps=9", f"callbacks.checkpoint.monitor={SEQUENCES}")

@@ -92,6 +92,13 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         except TrainingDiverged as error:  # recorded and evaluated like any finished run
             diverged = error
+        if (
+            diverged is None
+            and val_key(IN_DISTRIBUTION, BIT_ERRORS) not in trainer.callback_metrics
+        ):
+            # No validation in this session (resumed at its cap, say): validate the weights now,
+            # or the summary would record no metrics and count the run as unsolved.
+            trainer.validate(module, datamodule=datamodule, verbose=False)
         # every session of a resumed run, as its sequences_seen counts them all
         summary = _summary(cfg, task, module, trainer, module.training_seconds())
         summary.diverged = diverged is not None
