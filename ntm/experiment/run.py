@@ -92,15 +92,16 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         except TrainingDiverged as error:  # recorded and evaluated like any finished run
             diverged = error
-        if (
-            diverged is None
-            and val_key(IN_DISTRIBUTION, BIT_ERRORS) not in trainer.callback_metrics
-        ):
-            # No validation in this session (resumed at its cap, say): validate the weights now,
-            # or the summary would record no metrics and count the run as unsolved.
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if diverged is None and val_key(IN_DISTRIBUTION, BIT_ERRORS) not in metrics:
+            # No validation in this session (resumed at its cap, or fewer steps than
+            # val_check_interval): validate the weights now, or the summary would hold no
+            # validation metrics and count the run unsolved. Validating replaces Lightning's
+            # metrics, so the training ones are kept from before.
             trainer.validate(module, datamodule=datamodule, verbose=False)
+            metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
         # every session of a resumed run, as its sequences_seen counts them all
-        summary = _summary(cfg, task, module, trainer, module.training_seconds())
+        summary = _summary(cfg, task, module, trainer, module.training_seconds(), metrics)
         summary.diverged = diverged is not None
         if rank_zero:
             write(summary, output_dir / SUMMARY_FILE)
@@ -150,8 +151,9 @@ def _end_job(loggers, environment: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
-def _summary(cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float) -> RunSummary:
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+def _summary(
+    cfg: DictConfig, task: Any, module, trainer: L.Trainer, wall: float, metrics: dict[str, float]
+) -> RunSummary:
     errors = metrics.get(val_key(IN_DISTRIBUTION, BIT_ERRORS), float("inf"))
     stopper = next((c for c in trainer.callbacks if isinstance(c, StopWhenSolved)), None)
     solved_at = stopper.solved_at if stopper is not None else None
