@@ -103,5 +103,12 @@ class RepeatCopyTask(Task):
         segments["end marker"] = (repeats * length, repeats * length + 1)
         return segments
 
+    def output_channels(self) -> dict[str, tuple[int, int]]:
+        """The output channels in groups, as [start, end) channel indices: the data bits and
+        the end marker. For diagnostics: a model that cannot count emits the marker inside a
+        repetition, which the "end marker" group's errors per repetition show apart from
+        wrong data bits."""
+        return {"data": (0, self.width), "end marker": (self.width, self.width + 1)}
+
     def _describe(self) -> dict[str, object]:
         return {"width": self.width, **self.difficulty}

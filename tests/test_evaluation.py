@@ -81,10 +81,82 @@ def test_position_and_repetition_errors_say_where_a_model_fails():
     assert segments["repeat 1"] == 0 and segments["repeat 2"] > 0 and segments["repeat 3"] > 0
     assert segments["end marker"] == 1  # never emitted
     assert sum(segments.values()) == pytest.approx(row["bit_errors"])
+    # The same split by output channels: the data bits wrong after the first repetition, the
+    # end-marker channel only where the marker is due.
+    by_channel = row["segment_channel_errors"]
+    assert list(by_channel) == ["data", "end marker"]
+    assert by_channel["end marker"] == {
+        "repeat 1": 0,
+        "repeat 2": 0,
+        "repeat 3": 0,
+        "end marker": 1,
+    }
+    assert by_channel["data"]["repeat 1"] == 0 and by_channel["data"]["end marker"] == 0
+    assert by_channel["data"]["repeat 2"] == pytest.approx(segments["repeat 2"])
     # A point that leaves a range open has no fixed segments.
     assert "segment_errors" not in evaluate_point(
         FirstRepetitionOnly(), task, {"length": 3}, sequences=4
     )
+
+
+def test_end_marker_errors_are_told_apart_from_data_errors():
+    """A model that copies every repetition right and also emits the end marker at the last
+    step of every repetition after the first (the paper's NTM beyond 11 repeats): no data
+    errors, one end-marker error in each of repetitions 2 and 3 (hand-computed)."""
+    task = RepeatCopyTask(width=4, max_length=3, max_repeats=3)
+    length, repeats = 3, 3
+
+    class MarkerAfterEveryRepetition(torch.nn.Module):
+        memory_slots = None
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def initial_state(self, batch_size, **_):
+            return None
+
+        def forward(self, inputs, state):
+            data = inputs[:, 1 : length + 1, : task.width]  # (b, L, w)
+            answer = length + 2
+            logits = torch.full((*inputs.shape[:2], task.output_size), -5.0)
+            logits[:, answer : answer + repeats * length, : task.width] = (
+                10 * data.repeat(1, repeats, 1) - 5
+            )
+            for r in range(2, repeats + 1):  # the marker at each repetition's last step
+                logits[:, answer + r * length - 1, task.width] = 5.0
+            logits[:, -1, task.width] = 5.0  # and where it is due
+            return logits, None
+
+    point = {"length": length, "repeats": repeats}
+    row = evaluate_point(MarkerAfterEveryRepetition(), task, point, sequences=8, batch_size=4)
+    assert row["bit_errors"] == 2
+    assert row["segment_channel_errors"] == {
+        "data": {"repeat 1": 0, "repeat 2": 0, "repeat 3": 0, "end marker": 0},
+        "end marker": {"repeat 1": 0, "repeat 2": 1, "repeat 3": 1, "end marker": 0},
+    }
+    # Copy has no channel groups: no split.
+    copy_row = evaluate_point(tiny_ntm(), CopyTask(), {"length": 3}, sequences=4)
+    assert "segment_channel_errors" not in copy_row
+    # ... and the evaluation's figures show the split, one figure per channel group.
+    pytest.importorskip("matplotlib", reason="figures need matplotlib")
+    from ntm.experiment import plots
+
+    evaluation = EvaluationResults(
+        task="repeat_copy",
+        model="test",
+        seed=0,
+        parameters=1,
+        trained={"min_length": 1, "max_length": 3},
+        point_solved_below=1.0,
+        generalisation=Grid("length", [row], {"none": None}),
+        capacity=None,
+        checkpoint="none",
+    )
+    figures = plots.plot_results(evaluation)
+    assert {"diagnostics", "diagnostics_data", "diagnostics_end_marker"} <= set(figures)
+    marker_line = figures["diagnostics_end_marker"].axes[0].lines[0]
+    assert list(marker_line.get_ydata()) == [0, 1, 1, 0]
 
 
 def test_grid_and_memory_resizing():

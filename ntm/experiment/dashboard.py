@@ -20,8 +20,6 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from ntm.experiment import plots
 from ntm.experiment.results import (
     BIT_ERRORS,
-    POSITION_ERRORS,
-    SEGMENT_ERRORS,
     SEQUENCES,
     EvaluationResults,
     Grid,
@@ -104,7 +102,7 @@ def log_evaluation(run: Any, results: EvaluationResults, figures: dict[str, Path
         series = plots.grid_series(grid.rows, grid.parameter)
         _log_curves(run, name, grid, series)
         # scalar columns only: the diagnostics (per position, per repetition) are lists
-        columns = [c for c in grid.rows[0] if c not in (POSITION_ERRORS, SEGMENT_ERRORS)]
+        columns = [c for c, v in grid.rows[0].items() if not isinstance(v, list | dict)]
         run.log(
             {
                 f"evaluation/{name}": wandb.plot.line_series(

@@ -28,6 +28,7 @@ from ntm.experiment.results import (
     EXACT_AGREEMENT,
     POSITION_ERRORS,
     RESULTS_FILE,
+    SEGMENT_CHANNEL_ERRORS,
     SEGMENT_ERRORS,
     TEACHER_BIT_ERRORS,
     Conversion,
@@ -76,16 +77,20 @@ def evaluate_point(
     memory_slots: the memory size to run with (None: the model's own). Returns a row
     ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences", "position_errors"}``
     and, for a task with `answer_segments` (repeat copy), "segment_errors": wrong bits per
-    part of the answer (each repetition, the end marker). With a `teacher` (conversion) the row
-    also holds "teacher_bit_errors", "agreement" and "exact_agreement" (results.py); a teacher
-    with memory runs with `memory_slots` too.
+    part of the answer (each repetition, the end marker), and where the task also groups its
+    `output_channels` (data bits, end marker), "segment_channel_errors": the same per group,
+    e.g. ``{"end marker": {"repeat 12": 0.9, ...}, "data": {...}}``. With a `teacher`
+    (conversion) the row also holds "teacher_bit_errors", "agreement" and "exact_agreement"
+    (results.py); a teacher with memory runs with `memory_slots` too.
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     difficulty = as_difficulty(point)
     errors = costs = 0.0
     compared = dict.fromkeys((TEACHER_BIT_ERRORS, AGREEMENT, EXACT_AGREEMENT), 0.0)
+    channels = getattr(task, "output_channels", dict)()  # {group: (first, last + 1)}
     positions = None
+    channel_positions = dict.fromkeys(channels, 0.0)
     done = 0
     while done < sequences:
         size = min(batch_size, sequences - done)
@@ -96,6 +101,10 @@ def evaluate_point(
         costs += cost_bits_per_sequence(logits, targets, mask).item() * size
         at_positions = bit_errors_per_position(logits, targets, mask) * size
         positions = at_positions if positions is None else positions + at_positions
+        for group, (first, end) in channels.items():
+            channel_positions[group] += size * bit_errors_per_position(
+                logits[..., first:end], targets[..., first:end], mask
+            )
         if teacher is not None:
             state = teacher.initial_state(size, memory_slots=memory_slots, device=device)
             taught = teacher(inputs, state)[0]
@@ -117,6 +126,14 @@ def evaluate_point(
     if segments:
         row[SEGMENT_ERRORS] = {
             name: sum(row[POSITION_ERRORS][start:end]) for name, (start, end) in segments.items()
+        }
+    if segments and channels:
+        row[SEGMENT_CHANNEL_ERRORS] = {
+            group: {
+                name: (errors[start:end].sum() / done).item()
+                for name, (start, end) in segments.items()
+            }
+            for group, errors in channel_positions.items()
         }
     return row
 

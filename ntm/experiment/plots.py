@@ -16,6 +16,7 @@ from ntm.experiment.results import (
     EXACT_AGREEMENT,
     POSITION_ERRORS,
     ROW_MEASUREMENTS,
+    SEGMENT_CHANNEL_ERRORS,
     SEGMENT_ERRORS,
     TEACHER_BIT_ERRORS,
     EvaluationResults,
@@ -175,21 +176,27 @@ def grid_series(
     return lines
 
 
-def plot_diagnostics(results: EvaluationResults):
+def plot_diagnostics(results: EvaluationResults, channels: str | None = None):
     """Where in its answer the model fails, one line per generalisation point: wrong bits per
     part of the answer where the task defines parts (repeat copy: per repetition, then the end
-    marker), else per answer position."""
+    marker), else per answer position. `channels`: only that group of output channels (a key
+    of the rows' "segment_channel_errors", e.g. "end marker": where a model that cannot count
+    emits its marker)."""
     rows = results.generalisation.rows
     by_segment = all(SEGMENT_ERRORS in row for row in rows)
     series = {}
     for row in rows:
-        values = list(row[SEGMENT_ERRORS].values()) if by_segment else row[POSITION_ERRORS]
+        if channels is not None:
+            values = list(row[SEGMENT_CHANNEL_ERRORS][channels].values())
+        else:
+            values = list(row[SEGMENT_ERRORS].values()) if by_segment else row[POSITION_ERRORS]
         series[point_label(row)] = (list(range(1, len(values) + 1)), values, None, None)
+    which = f", {channels} bits only" if channels is not None else ""
     return plot_curves(
         series,
         xlabel="part of the answer (repetitions, then end marker)" if by_segment else "position",
         ylabel="wrong bits" + (" per part" if by_segment else " per position"),
-        title=f"{results.task}, {results.model}: where the errors are",
+        title=f"{results.task}, {results.model}: where the errors are{which}",
     )
 
 
@@ -212,9 +219,10 @@ def plot_agreement(results: EvaluationResults):
 
 
 def plot_results(results: EvaluationResults) -> dict[str, Any]:
-    """The evaluation's figures by name: "generalisation", "diagnostics", for a model with
-    memory "capacity", and for a student "agreement" (and its teacher's errors beside its own
-    in "generalisation")."""
+    """The evaluation's figures by name: "generalisation", "diagnostics" (and where the rows
+    split it by output channels, "diagnostics_<group>", e.g. "diagnostics_end_marker"), for a
+    model with memory "capacity", and for a student "agreement" (and its teacher's errors
+    beside its own in "generalisation")."""
     grid = results.generalisation
     student = f"student {results.model}" if results.conversion else ""
     series = grid_series(grid.rows, grid.parameter, name=student)
@@ -230,6 +238,11 @@ def plot_results(results: EvaluationResults) -> dict[str, Any]:
         )
     }
     figures["diagnostics"] = plot_diagnostics(results)
+    rows = grid.rows
+    if all(SEGMENT_CHANNEL_ERRORS in row for row in rows):
+        for group in rows[0][SEGMENT_CHANNEL_ERRORS]:
+            name = "diagnostics_" + group.replace(" ", "_")
+            figures[name] = plot_diagnostics(results, channels=group)
     if results.capacity is not None:
         figures["capacity"] = plot_curves(
             grid_series(results.capacity.rows, results.capacity.parameter),

@@ -42,9 +42,11 @@ SKIPPED_STEPS = "skipped_steps"
 IN_DISTRIBUTION = "in_distribution"
 #: Diagnostics of a grid row: wrong bits at each scored position of the answer (a list), and
 #: per part of the answer where the task defines parts (repeat copy: each repetition, the end
-#: marker; a dict).
+#: marker; a dict), and per part split by group of output channels where the task groups
+#: them (repeat copy: data bits, end marker; a dict of dicts, group -> part -> wrong bits).
 POSITION_ERRORS = "position_errors"
 SEGMENT_ERRORS = "segment_errors"
+SEGMENT_CHANNEL_ERRORS = "segment_channel_errors"
 #: Conversion (a student trained on a teacher's outputs): the teacher's bit errors against the
 #: truth, the fraction of scored output bits on which student and teacher agree (thresholded),
 #: and the fraction of sequences on which they agree on every scored bit.
@@ -59,6 +61,7 @@ ROW_MEASUREMENTS = (
     "sequences",
     POSITION_ERRORS,
     SEGMENT_ERRORS,
+    SEGMENT_CHANNEL_ERRORS,
     TEACHER_BIT_ERRORS,
     AGREEMENT,
     EXACT_AGREEMENT,
@@ -129,8 +132,8 @@ class Grid:
     """Bit errors of one model over grid points (one memory size, or several for capacity).
 
     rows: one per point, ``{**point, "memory_slots", "bit_errors", "cost_bits", "sequences",
-    "position_errors"[, "segment_errors"]}``, e.g. ``{"length": 40, "memory_slots": 128,
-    "bit_errors": 0.2, ...}``.
+    "position_errors"[, "segment_errors", "segment_channel_errors"]}``, e.g.
+    ``{"length": 40, "memory_slots": 128, "bit_errors": 0.2, ...}``.
     parameter: the grid's first parameter, the one `longest_solved` counts along.
     longest_solved: the largest value of `parameter` solved counting up from the smallest, per
     memory size (keys are slot counts as strings, JSON's only key type); None: not even the
