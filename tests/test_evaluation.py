@@ -51,20 +51,24 @@ def test_evaluate_point_counts_sequences_and_is_deterministic():
     assert row == evaluate_point(model, task, {"length": 7}, sequences=10, batch_size=4)
 
 
+class HandWrittenOutputs(torch.nn.Module):
+    """A stand-in model without memory whose `forward` writes its logits by hand."""
+
+    memory_slots = None
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # for evaluate_point's device
+
+    def initial_state(self, batch_size, **_):
+        return None
+
+
 def test_position_and_repetition_errors_say_where_a_model_fails():
     """A model that copies the first repetition and then outputs zeros: errors only after it."""
     task = RepeatCopyTask(width=4, max_length=3, max_repeats=3)
 
-    class FirstRepetitionOnly(torch.nn.Module):
-        memory_slots = None
-
-        def __init__(self):
-            super().__init__()
-            self.unused = torch.nn.Parameter(torch.zeros(1))
-
-        def initial_state(self, batch_size, **_):
-            return None
-
+    class FirstRepetitionOnly(HandWrittenOutputs):
         def forward(self, inputs, state):
             length = int(inputs[0, :, task.width + 1].nonzero()[0]) - 1  # the count's step
             first_repetition = inputs[:, 1 : length + 1, : task.width]  # the data, as logits
@@ -106,16 +110,7 @@ def test_end_marker_errors_are_told_apart_from_data_errors():
     task = RepeatCopyTask(width=4, max_length=3, max_repeats=3)
     length, repeats = 3, 3
 
-    class MarkerAfterEveryRepetition(torch.nn.Module):
-        memory_slots = None
-
-        def __init__(self):
-            super().__init__()
-            self.unused = torch.nn.Parameter(torch.zeros(1))
-
-        def initial_state(self, batch_size, **_):
-            return None
-
+    class MarkerAfterEveryRepetition(HandWrittenOutputs):
         def forward(self, inputs, state):
             data = inputs[:, 1 : length + 1, : task.width]  # (b, L, w)
             answer = length + 2
