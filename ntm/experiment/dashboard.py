@@ -101,7 +101,7 @@ def log_evaluation(run: Any, results: EvaluationResults, figures: dict[str, Path
             continue
         series = plots.grid_series(grid.rows, grid.parameter)
         _log_curves(run, name, grid, series)
-        # scalar columns only: the diagnostics (per position, per repetition) are lists
+        # scalar columns only: the diagnostics (per position, per repetition) are lists and dicts
         columns = [c for c, v in grid.rows[0].items() if not isinstance(v, list | dict)]
         run.log(
             {
