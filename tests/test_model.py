@@ -115,6 +115,38 @@ def test_transformer_cached_steps_equal_a_full_causal_pass():
         assert state[0].shape == (2, 3, 4, 8, 4)  # (layers, b, heads, t, head width)
 
 
+@pytest.mark.parametrize("positional", ["none", "alibi", "sinusoidal"])
+def test_transformer_window_hides_the_steps_before_it(positional):
+    torch.manual_seed(0)
+    controller = TransformerController(
+        input_size=5, hidden_size=16, num_heads=4, positional=positional, window=3
+    )
+    x = torch.randn(2, 8, 5)
+    changed = x.clone()
+    changed[:, :5] = torch.randn(2, 5, 5)  # every step before the last 3
+    out, out_changed = controller.forward_sequence(x), controller.forward_sequence(changed)
+    torch.testing.assert_close(out_changed[:, 7], out[:, 7])  # step 7 sees steps 5-7 only
+    assert not torch.allclose(out_changed[:, 6], out[:, 6])  # step 6 sees step 4 too
+    if positional != "sinusoidal":  # relative positions: the same as a run on the 3 steps alone
+        torch.testing.assert_close(controller.forward_sequence(x[:, 5:])[:, -1], out[:, -1])
+    # the one-step path with its cache agrees with the full pass
+    state = controller.initial_state(2, device=x.device, dtype=x.dtype)
+    steps = []
+    for t in range(8):
+        output, state = controller(x[:, t], state)
+        steps.append(output)
+    torch.testing.assert_close(torch.stack(steps, 1), out)
+
+
+def test_transformer_window_of_all_steps_equals_no_window():
+    torch.manual_seed(0)
+    full = TransformerController(input_size=5, hidden_size=16, num_heads=4)
+    windowed = TransformerController(input_size=5, hidden_size=16, num_heads=4, window=8)
+    windowed.load_state_dict(full.state_dict())
+    x = torch.randn(2, 8, 5)
+    torch.testing.assert_close(windowed.forward_sequence(x), full.forward_sequence(x))
+
+
 def test_unknown_controller_lists_the_registered_ones():
     with pytest.raises(ValueError, match=r"registered controllers: \['lstm', 'mlp'"):
         small_ntm("gru")
@@ -148,6 +180,7 @@ def test_a_user_can_register_a_controller():
         ({"memory_slots": 0}, "memory_slots must be >= 1"),
         ({"memory_init": "zeros"}, "unknown memory init"),
         ({"controller_options": {"hidden_size": 0}}, "hidden_size >= 1"),
+        ({"controller": "transformer", "controller_options": {"window": 0}}, "window must be >= 1"),
     ],
 )
 def test_bad_sizes_fail_with_clear_messages(kwargs, message):

@@ -75,6 +75,9 @@ class TransformerController(Controller):
 
     positional: ``none`` (causal attention alone tells order apart), ``alibi`` (a distance
     penalty per head, for length generalisation) or ``sinusoidal`` (absolute positions).
+    window: if set, each step attends to itself and the ``window - 1`` steps before it only
+    (local attention), so whatever lies further back must come through the NTM memory; the
+    cache still keeps every step (sinusoidal positions are absolute), masked by the bias.
     ff_size defaults to twice the width, keeping one layer near the LSTM controller's size.
     State: (keys, values), each (l, b, a, t, e) for the t steps seen so far.
     """
@@ -88,6 +91,7 @@ class TransformerController(Controller):
         num_heads: int = 4,
         ff_size: int | None = None,
         positional: str = "alibi",
+        window: int | None = None,
     ) -> None:
         super().__init__()
         if positional not in POSITIONAL_ENCODINGS:
@@ -98,12 +102,15 @@ class TransformerController(Controller):
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be a multiple of num_heads ({num_heads})"
             )
+        if window is not None and window < 1:
+            raise ValueError(f"attention window must be >= 1 step (or None for all), got {window}")
         if num_layers < 1:
             raise ValueError(f"transformer controller needs num_layers >= 1, got {num_layers}")
         self.output_size = hidden_size
         self.num_heads = num_heads
         self.head_width = hidden_size // num_heads
         self.positional = positional
+        self.window = window
         self.embed = nn.Linear(input_size, hidden_size)
         self.blocks = nn.ModuleList(
             Block(width=hidden_size, heads=num_heads, ff_size=ff_size or 2 * hidden_size)
@@ -122,7 +129,10 @@ class TransformerController(Controller):
     def _bias(self, queries: Tensor, keys: Tensor) -> Tensor:
         """Attention bias (a, t, u) for query positions (t,) and key positions (u,)."""
         distance = (queries[:, None] - keys[None, :]).float()
-        bias = torch.zeros_like(distance).masked_fill(distance < 0, float("-inf"))
+        hidden = distance < 0  # the future
+        if self.window is not None:
+            hidden = hidden | (distance >= self.window)
+        bias = torch.zeros_like(distance).masked_fill(hidden, float("-inf"))
         if self.positional == "alibi":
             bias = bias - self.slopes[:, None, None] * distance
         return bias.expand(self.num_heads, -1, -1)
