@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .PHONY: setup test test-fast train lint bench search search-table search-baseline positional \
-	positional-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch \
+	positional-table window window-table curriculum curriculum-table comparison conversion search-mlp-copy search-copy-batch \
 	search-recall-lstm baseline-curriculum \
 	copy-past-solved recall-past-solved
 
@@ -69,6 +69,16 @@ positional: setup
 
 positional-table: setup
 	$(PY) compare.py multirun/positional --by model.controller.positional --out docs/results/positional
+
+# The Transformer controller's attention window on copy (README "The Transformer controller's
+# attention window"): all steps (null) or the last 1-16, ALiBi, cap 64,000. One seed per call.
+window: setup
+	$(PY) train.py -m task=copy controller=transformer controller.window=null,1,2,4,8,16 \
+		seed=$(SEED) trainer.max_steps=8000 logger=csv callbacks.figures=null \
+		trainer.enable_progress_bar=false hydra.sweep.dir=multirun/window/seed$(SEED)
+
+window-table: setup
+	$(PY) compare.py multirun/window --by model.controller.window --out docs/results/transformer_window
 
 # A curriculum against none on repeat copy (README "Curriculum"): lengths and repeats from 1-2
 # up to 1-10 over the first 40,000 sequences; the search's repeat-copy runs at lr 2e-3 with the

@@ -303,7 +303,7 @@ def test_compare_builds_the_table_and_figures(tmp_path):
 
 
 def test_compare_by_a_setting_gives_each_value_its_row(tmp_path, capsys):
-    for seed, lr in [(0, 1e-3), (1, 1e-3), (0, 2e-3)]:
+    for seed, lr in [(0, 1e-3), (1, 1e-3), (0, 2e-3), (0, 1e-5)]:
         fake_run(
             tmp_path / f"{lr}-{seed}", model="ntm-mlp", seed=seed, lr=lr, solved=lr > 1e-3,
             sequences=800, errors=[0, 1],
@@ -312,6 +312,8 @@ def test_compare_by_a_setting_gives_each_value_its_row(tmp_path, capsys):
     table = (tmp_path / "comparison.md").read_text()
     assert "| ntm-mlp, optimizer.lr=0.001 | 2 | 0/2 |" in table
     assert "| ntm-mlp, optimizer.lr=0.002 | 1 | 1/1 | 800 |" in table
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ntm-mlp")]
+    assert [row.split("=")[1] for row in rows] == ["1e-05", "0.001", "0.002"]  # numeric order
     assert compare.main([str(tmp_path), "--by", "optimizer.momentum"]) == 2
     assert "its config has no key 'optimizer.momentum'" in capsys.readouterr().err
 

@@ -4,6 +4,7 @@ curves. Reads the records of `results.py`; `compare.py` at the top is its comman
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Collection, Iterable
@@ -161,6 +162,13 @@ def setting(run: Run, key: str) -> str:
 
 
 MISSING_SETTING = object()
+NUMBER = re.compile(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
+
+
+def label_order(label: str) -> list:
+    """Sort key putting numbers in labels in numeric order: window=2 before window=16, and
+    lr=0.00025 before lr=0.001 (text and numbers alternate, so like compares with like)."""
+    return [float(part) if i % 2 else part for i, part in enumerate(NUMBER.split(label))]
 
 
 def compare(runs: list[Run], by: Iterable[str] = ()) -> list[TaskComparison]:
@@ -215,7 +223,7 @@ def _compare_task(task: str, models: dict[str, list[Run]]) -> TaskComparison:
     curves: Curves = {}
     capacity: Curves = {}
     learning: dict[str, list[tuple[list, list]]] = {}
-    for name, runs in sorted(models.items()):
+    for name, runs in sorted(models.items(), key=lambda item: label_order(item[0])):
         learning[name] = [c for c in map(learning_curve, runs) if c is not None]
         summaries = [run.summary for run in runs]
         solved = [s for s in summaries if s.solved]
@@ -281,7 +289,7 @@ def conversion_tables(runs: list[Run], multiples: Collection[int] | None = None)
     for task, students in sorted(by_task.items()):
         lines = [f"## {task}: conversion\n", "| " + " | ".join(header) + " |"]
         lines.append("|" + "---|" * len(header))
-        for label, group in sorted(students.items()):
+        for label, group in sorted(students.items(), key=lambda item: label_order(item[0])):
             trained = group[0].results.trained
             sizes = [
                 spread([run.summary.parameters for run in group]),
