@@ -61,9 +61,10 @@ search-table: setup
 
 # The Transformer controller's positional encodings on copy (README "The Transformer
 # controller"), one seed per call: `make positional SEED=0 & make positional SEED=1`, then SEED=2,
-# then `make positional-table`.
+# then `make positional-table`. Full attention, as run before copy's 4-step window became the default.
 positional: setup
 	$(PY) train.py -m task=copy controller=transformer model.controller.positional=none,alibi,sinusoidal \
+		model.controller.window=null \
 		seed=$(SEED) trainer.max_steps=8000 logger=csv callbacks.figures=null \
 		trainer.enable_progress_bar=false hydra.sweep.dir=multirun/positional/seed$(SEED)
 
