@@ -61,7 +61,8 @@ search-table: setup
 
 # The Transformer controller's positional encodings on copy (README "The Transformer
 # controller"), one seed per call: `make positional SEED=0 & make positional SEED=1`, then SEED=2,
-# then `make positional-table`. Full attention, as run before copy's 4-step window became the default.
+# then `make positional-table`. Full attention, as run before copy's 4-step window became
+# the default.
 positional: setup
 	$(PY) train.py -m task=copy controller=transformer model.controller.positional=none,alibi,sinusoidal \
 		model.controller.window=null \
