@@ -41,13 +41,15 @@ bench: setup
 SEED ?= 0
 SEARCH := controller=lstm,mlp seed=$(SEED) evaluation.enabled=false callbacks.figures=null \
 	logger=csv trainer.enable_progress_bar=false
+# Repeat copy's searches ran both controllers at batch 8, before batch 4 became NTM-MLP's default.
+BATCH8 := data.batch_size=8 trainer.val_check_interval=200
 search: setup
 	$(PY) train.py -m task=copy optimizer.lr=1e-3,2e-3,4e-3 trainer.max_steps=5000 $(SEARCH) \
 		hydra.sweep.dir=multirun/search/copy/seed$(SEED)
 	$(PY) train.py -m task=associative_recall optimizer.lr=1e-3,2e-3,4e-3 trainer.max_steps=8000 \
 		$(SEARCH) hydra.sweep.dir=multirun/search/associative_recall/seed$(SEED)
 	$(PY) train.py -m task=repeat_copy optimizer.lr=2e-3,4e-3 trainer.max_steps=10000 $(SEARCH) \
-		hydra.sweep.dir=multirun/search/repeat_copy/seed$(SEED)
+		$(BATCH8) hydra.sweep.dir=multirun/search/repeat_copy/seed$(SEED)
 
 # The LSTM baseline on copy (README "Tuned settings"), one seed per call as above.
 search-baseline: setup
@@ -87,7 +89,7 @@ window-table: setup
 # same cap are the runs without. One seed per call, as `make search`.
 curriculum: setup
 	$(PY) train.py -m task=repeat_copy optimizer.lr=2e-3 trainer.max_steps=10000 $(SEARCH) \
-		'data.curriculum={start:{max_length:2,max_repeats:2},sequences:40000}' \
+		$(BATCH8) 'data.curriculum={start:{max_length:2,max_repeats:2},sequences:40000}' \
 		hydra.sweep.dir=multirun/curriculum/seed$(SEED) 'hydra.sweep.subdir=$${hydra.job.num}_$${model.label}'
 
 curriculum-table: setup

@@ -112,6 +112,16 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert lr("task=copy", "controller=mlp") == lr("task=repeat_copy", "controller=mlp") == 1e-3
     assert lr("task=associative_recall", "controller=mlp") == 1e-3
     assert lr("task=copy", "controller=mlp", "optimizer=rmsprop") == 1e-4
+    # configs/tuned/controller_task/adam_mlp_repeat_copy.yaml: batch 4 at the same cap in
+    # sequences (twice the steps) and the same validation interval in sequences
+    mlp_repeat = compose_train(["task=repeat_copy", "controller=mlp"], tmp_path)
+    assert mlp_repeat.data.batch_size == 4 and mlp_repeat.optimizer.lr == 1e-3
+    assert (mlp_repeat.trainer.max_steps, mlp_repeat.trainer.val_check_interval) == (100000, 400)
+    lstm_repeat = compose_train(["task=repeat_copy", "controller=lstm"], tmp_path)
+    assert lstm_repeat.data.batch_size == 8 and lstm_repeat.trainer.max_steps == 50000
+    paper_mlp = ["task=repeat_copy", "experiment=paper", "model/controller=mlp"]
+    assert compose_train(paper_mlp, tmp_path).data.batch_size == 1  # Adam's only
+    assert compose_train(["task=copy", "controller=mlp"], tmp_path).data.batch_size == 8
     # configs/tuned/controller_task/adam_transformer_associative_recall.yaml: per controller
     # and task, winning over both; the controller's clipping stays.
     recall = compose_train(["task=associative_recall", "controller=transformer"], tmp_path)
