@@ -117,6 +117,10 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     mlp_repeat = compose_train(["task=repeat_copy", "controller=mlp"], tmp_path)
     assert mlp_repeat.data.batch_size == 4 and mlp_repeat.optimizer.lr == 1e-3
     assert (mlp_repeat.trainer.max_steps, mlp_repeat.trainer.val_check_interval) == (100000, 400)
+    mlp_batch8 = compose_train(
+        ["task=repeat_copy", "controller=mlp", "data.batch_size=8"], tmp_path
+    )
+    assert mlp_batch8.data.batch_size == 8  # the command line still wins
     lstm_repeat = compose_train(["task=repeat_copy", "controller=lstm"], tmp_path)
     assert lstm_repeat.data.batch_size == 8 and lstm_repeat.trainer.max_steps == 50000
     paper_mlp = ["task=repeat_copy", "experiment=paper", "model/controller=mlp"]
