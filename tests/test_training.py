@@ -132,8 +132,11 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert recall.optimizer.lr == 2.5e-4 and recall.trainer.gradient_clip_val == 1.0
     assert lr("task=associative_recall", "model/controller=transformer") == 2.5e-4
     assert lr("task=associative_recall", "controller=transformer", "optimizer=rmsprop") == 1e-4
-    # configs/tuned/controller_task/adam_transformer_copy.yaml: a model setting, per task
+    # configs/tuned/controller_task/adam_transformer_copy.yaml and ..._repeat_copy.yaml: a
+    # model setting, per task
     assert transformer.model.controller.window == 4
+    repeat = compose_train(["task=repeat_copy", "controller=transformer"], tmp_path)
+    assert repeat.model.controller.window == 4 and repeat.optimizer.lr == 5e-4
     assert recall.model.controller.window is None
     windowless = compose_train(
         ["task=copy", "controller=transformer", "controller.window=null"], tmp_path
