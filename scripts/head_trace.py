@@ -17,9 +17,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ntm
 
-from ntm.experiment.config import load_trained  # noqa: E402
+from ntm.experiment.config import Trained, load_trained  # noqa: E402
 from ntm.experiment.evaluation import as_difficulty  # noqa: E402
 from ntm.metrics import bit_errors_per_sequence  # noqa: E402
+
+
+def trained_ntm(
+    parser: argparse.ArgumentParser, checkpoint: Path, settings: list[str]
+) -> tuple[Trained, dict[str, int]]:
+    """The checkpoint's NTM and the difficulty of `key=integer` settings, or the parser's
+    one-line error."""
+    try:
+        difficulty = {k: int(v) for k, v in (item.split("=", 1) for item in settings)}
+    except ValueError:
+        parser.error("difficulty settings are key=integer, e.g. length=120")
+    trained = load_trained(checkpoint)
+    if not hasattr(trained.model, "memory_slots"):
+        parser.error("the checkpoint's model has no memory (the LSTM baseline)")
+    return trained, difficulty
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,14 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error(f"--every must be >= 1, got {args.every}")
-    try:
-        difficulty = {k: int(v) for k, v in (item.split("=", 1) for item in args.difficulty)}
-    except ValueError:
-        parser.error("difficulty settings are key=integer, e.g. length=120")
-    trained = load_trained(args.checkpoint)
+    trained, difficulty = trained_ntm(parser, args.checkpoint, args.difficulty)
     model, task = trained.model, trained.task
-    if not hasattr(model, "memory_slots"):
-        parser.error("the checkpoint's model has no memory (the LSTM baseline): no heads to trace")
     generator = torch.Generator().manual_seed(args.seed)
     inputs, targets, mask = task.sample(1, generator, **as_difficulty(difficulty))
     state = model.initial_state(1, memory_slots=args.slots)

@@ -309,6 +309,27 @@ def test_head_trace_prints_every_step_of_a_checkpoint(checkpoints, capsys):
     assert "difficulty settings are key=integer" in capsys.readouterr().err
 
 
+def test_memory_rows_tells_leaked_writes_from_the_starting_value(checkpoints, capsys):
+    from test_model import small_ntm
+
+    from scripts import memory_rows
+
+    torch.manual_seed(0)
+    inputs = torch.rand(4, 6, 5)  # (b, t, input_size) of small_ntm
+    for start, held in ((1e3, True), (1e-9, False)):
+        model = small_ntm(memory_init_value=start).eval()
+        written, change = memory_rows.barely_written_rows(model, inputs, fraction=0.5)
+        assert written.shape == change.shape == (4, model.memory_slots // 2)
+        # An untrained head spreads its writes (a third of a write per row here, half erased):
+        # a large start still outweighs them, a tiny one is outweighed a millionfold.
+        assert bool((change < 1).all()) if held else bool((change > 1e6).all())
+    assert memory_rows.main([str(checkpoints["copy"]), "length=3", "--steps", "4"]) == 0
+    assert capsys.readouterr().out.startswith("start 1e-06, 4 steps: the least-written 0.5 of")
+    with pytest.raises(SystemExit):  # argparse's one-line error
+        memory_rows.main([str(checkpoints["copy"]), "--fraction", "0"])
+    assert "--fraction must be in (0, 1]" in capsys.readouterr().err
+
+
 TRAIN_ERRORS = {
     "optimizer.lr=-1": "optimizer: Invalid learning rate: -1",
     "optimizer.lr=abc": "optimizer.lr: expected a number, got 'abc'",
