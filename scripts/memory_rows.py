@@ -1,12 +1,13 @@
-"""What the memory rows a trained NTM hardly wrote to hold at the end of a sequence: leaked
-writes or the starting value, after the first `--steps` steps (repeat copy's 12 at length 10:
-the start marker, the items and the count, i.e. what was stored). For reading what
+"""Whether the memory rows a trained NTM barely wrote to hold leaked writes or their start.
+
+Measured after the first `--steps` steps of a sequence (repeat copy's 12 at length 10: the
+start marker, the items and the count, i.e. what was stored), for reading what
 `model.memory_init_value` changes.
 
     python scripts/memory_rows.py <run>/checkpoints/best.ckpt length=10 repeats=10 --steps 12
 
 A write weighting is a softmax, so every row takes a little of every write. The rows whose
-write weight, summed over the sequence, is in the lowest `--fraction` are "barely written";
+write weight, summed over those steps, is in the lowest `--fraction` are "barely written";
 for each of them, |row - start| / |start| (start: the row before the first step) says whether
 it still holds the starting value (much below 1) or mostly leaked writes (much above 1).
 Difficulty settings are the task's own (`length=10`, `items=6`).
