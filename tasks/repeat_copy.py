@@ -6,9 +6,13 @@ Time: one start step, L data steps, one step carrying the count, then R*L + 1 bl
 whose target is the sequence R times and then the end marker; only those are scored.
 t = L + 2 + R*L + 1.
 
-The count is fed as R / repeat_normaliser, where the normaliser is the task's configured
-`max_repeats`. It stays fixed when `sample` overrides the range, so a model trained on up to
-10 repeats reads 20 repeats as 2.0 (extrapolation, as in the paper's generalisation tests).
+The count is fed as R / max_repeats (`count_encoding="fraction"`, the default), or standardised
+as in the paper, to mean 0 and variance 1 over the training range's counts, drawn uniformly
+(`"standard"`: (R - mean) / std; 1-10 gives -1.57 to 1.57). Either way the constants come from
+the configured range and stay fixed when `sample` overrides it, so a model trained on up to 10
+repeats reads 20 repeats as 2.0 (or 5.05): extrapolation, as in the paper's generalisation tests.
+The count step is the only input that marks the end of the data, so "standard" needs an even
+number of counts in the range: with an odd number the middle count would be fed as 0.
 
 Width 2, L = 2, R = 2, max_repeats = 4 (count 0.5), sequence (1, 0), (0, 1); "." is 0::
 
@@ -49,6 +53,7 @@ class RepeatCopyTask(Task):
         max_length: int = 10,
         min_repeats: int = 1,
         max_repeats: int = 10,
+        count_encoding: str = "fraction",
     ) -> None:
         self.width = check_int("width", width, minimum=1)
         super().__init__(
@@ -57,8 +62,11 @@ class RepeatCopyTask(Task):
             min_repeats=min_repeats,
             max_repeats=max_repeats,
         )
-        # Fixed at construction (the training range) so overrides extrapolate beyond 1.0.
-        self.repeat_normaliser = float(max_repeats)
+        # Fixed at construction (the training range) so overrides extrapolate beyond it.
+        self.count_encoding = count_encoding
+        self.count_offset, self.count_scale = count_constants(
+            count_encoding, min_repeats, max_repeats
+        )
 
     @property
     def input_size(self) -> int:
@@ -87,7 +95,7 @@ class RepeatCopyTask(Task):
         inputs = torch.zeros(b, steps, self.input_size)
         inputs[:, 0, start] = 1.0
         inputs[:, 1 : n + 1, :w] = data
-        inputs[:, n + 1, count] = repeats / self.repeat_normaliser
+        inputs[:, n + 1, count] = (repeats - self.count_offset) / self.count_scale
         targets = torch.zeros(b, steps, self.output_size)
         targets[:, answer_start:-1, :w] = data.repeat(1, repeats, 1)  # (b, R*L, w)
         targets[:, -1, end] = 1.0
@@ -111,4 +119,20 @@ class RepeatCopyTask(Task):
         return {"data": (0, self.width), "end marker": (self.width, self.width + 1)}
 
     def _describe(self) -> dict[str, object]:
-        return {"width": self.width, **self.difficulty}
+        return {"width": self.width, "count_encoding": self.count_encoding, **self.difficulty}
+
+
+def count_constants(encoding: str, min_repeats: int, max_repeats: int) -> tuple[float, float]:
+    """(offset, scale) such that a count R is fed as (R - offset) / scale."""
+    if encoding == "fraction":
+        return 0.0, float(max_repeats)
+    if encoding == "standard":
+        counts = max_repeats - min_repeats + 1
+        if counts % 2:
+            raise ValueError(
+                f"count_encoding='standard' needs an even number of repeat counts, got "
+                f"{min_repeats}-{max_repeats}: the middle one would be fed as 0, an unmarked step"
+            )
+        # mean and standard deviation of a count drawn uniformly from the range
+        return (min_repeats + max_repeats) / 2, ((counts**2 - 1) / 12) ** 0.5
+    raise ValueError(f"count_encoding must be 'fraction' or 'standard', got {encoding!r}")

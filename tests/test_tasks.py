@@ -254,6 +254,39 @@ def test_repeat_count_normaliser_is_fixed_by_training_range() -> None:
     assert batch.inputs.shape[1] == 1 + 2 + 20 + 1
 
 
+def test_standard_count_encoding_by_hand() -> None:
+    """Counts 1-10: mean 5.5, variance (10**2 - 1) / 12 = 8.25, as the paper standardises."""
+    task = RepeatCopyTask(width=2, min_length=1, max_length=1, count_encoding="standard")
+    fed = {}
+    for repeats in (1, 10, 20):
+        batch = task.sample(1, gen(), min_repeats=repeats, max_repeats=repeats)
+        fed[repeats] = batch.inputs[0, 2, 3].item()  # the count step of a length-1 sequence
+    assert fed[1] == pytest.approx(-4.5 / 8.25**0.5) == pytest.approx(-1.5667, abs=1e-4)
+    assert fed[10] == pytest.approx(1.5667, abs=1e-4)
+    assert fed[20] == pytest.approx(14.5 / 8.25**0.5)  # fixed by the training range
+
+
+def test_standard_count_encoding_has_mean_0_and_variance_1_over_the_range() -> None:
+    task = RepeatCopyTask(min_repeats=3, max_repeats=8, count_encoding="standard")
+    fed = torch.tensor(
+        [(r - task.count_offset) / task.count_scale for r in range(3, 9)], dtype=torch.float64
+    )
+    assert fed.mean().item() == pytest.approx(0.0, abs=1e-12)
+    assert fed.var(unbiased=False).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"min_repeats": 1, "max_repeats": 9, "count_encoding": "standard"}, "even number"),
+        ({"count_encoding": "z"}, "'fraction' or 'standard'"),
+    ],
+)
+def test_count_encoding_refuses_bad_settings(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RepeatCopyTask(**settings)
+
+
 # --- associative recall -------------------------------------------------------------------
 
 
