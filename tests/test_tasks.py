@@ -255,7 +255,7 @@ def test_repeat_count_normaliser_is_fixed_by_training_range() -> None:
 
 
 def test_standard_count_encoding_by_hand() -> None:
-    """Counts 1-10: mean 5.5, variance (10**2 - 1) / 12 = 8.25, as the paper standardises."""
+    """Counts 1-10: mean 5.5, variance (10**2 - 1) / 12 = 8.25."""
     task = RepeatCopyTask(width=2, min_length=1, max_length=1, count_encoding="standard")
     fed = {}
     for repeats in (1, 10, 20):
