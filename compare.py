@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY",
         help="a config key that tells runs of one model apart, e.g. optimizer.lr (a search); "
-        "repeat it for several",
+        "repeat it for several; KEY=VALUE gives runs whose config lacks the key that value",
     )
     args = parser.parse_args(argv)
     for folder in args.folders:

@@ -316,6 +316,12 @@ def test_compare_by_a_setting_gives_each_value_its_row(tmp_path, capsys):
     assert [row.split("=")[1] for row in rows] == ["1e-05", "0.001", "0.002"]  # numeric order
     assert compare.main([str(tmp_path), "--by", "optimizer.momentum"]) == 2
     assert "its config has no key 'optimizer.momentum'" in capsys.readouterr().err
+    # runs from before a setting existed get the value given after '='
+    assert (
+        compare.main([str(tmp_path), "--by", "optimizer.momentum=0.9", "--by", "optimizer.lr"]) == 0
+    )
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| ntm-mlp, optimizer.momentum=0.9, optimizer.lr=0.002 | 1 | 1/1 | 800 |" in table
 
 
 def test_compare_without_runs_or_with_old_records_is_an_error(tmp_path, capsys):

@@ -151,13 +151,20 @@ def _curve(values: dict[int, list[float]]) -> tuple[list, list, list, list]:
 
 
 def setting(run: Run, key: str) -> str:
-    """The run's value of a config key (``optimizer.lr``) as its saved Hydra config gives it."""
+    """The run's value of a config key (``optimizer.lr``) as its saved Hydra config gives it.
+    ``key=value`` gives runs whose config lacks the key that value: runs from before an option
+    existed, which ran as its default does (``task.count_encoding=fraction``)."""
+    key, has_fallback, fallback = key.partition("=")
     path = run.folder / ".hydra" / "config.yaml"
     if not path.exists():
         raise ResultsFormatError(f"{run.folder}: no .hydra/config.yaml to read {key} from")
     value = OmegaConf.select(OmegaConf.load(path), key, default=MISSING_SETTING)
     if value is MISSING_SETTING:
-        raise ResultsFormatError(f"{run.folder}: its config has no key {key!r}")
+        if has_fallback:
+            return fallback
+        raise ResultsFormatError(
+            f"{run.folder}: its config has no key {key!r} (give it one: --by {key}=<value>)"
+        )
     return str(value)
 
 
@@ -177,7 +184,9 @@ def compare(runs: list[Run], by: Iterable[str] = ()) -> list[TaskComparison]:
     each value becomes a row of its own, labelled ``ntm-lstm, optimizer.lr=0.002``."""
     by_task: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        label = ", ".join([run_label(run.summary)] + [f"{k}={setting(run, k)}" for k in by])
+        label = ", ".join(
+            [run_label(run.summary)] + [f"{k.partition('=')[0]}={setting(run, k)}" for k in by]
+        )
         by_task[run.summary.task][label].append(run)
     return [_compare_task(task, models) for task, models in sorted(by_task.items())]
 
