@@ -7,7 +7,7 @@ whose target is the sequence R times and then the end marker; only those are sco
 t = L + 2 + R*L + 1.
 
 The count is fed as R / max_repeats (`count_encoding="fraction"`, the default), or standardised
-to mean 0 and variance 1 over the training range's counts, drawn uniformly, as the most used
+to mean 0 and variance 1 over the training range's counts, drawn uniformly, as a widely used
 PyTorch NTM (pytorch-ntm) feeds it (`"standard"`: (R - mean) / std; 1-10 gives -1.57 to 1.57).
 Either way the constants come from the configured range and stay fixed when `sample` overrides
 it, so a model trained on up to 10 repeats reads 20 repeats as 2.0 (or 5.05): extrapolation, as
