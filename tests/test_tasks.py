@@ -261,7 +261,8 @@ def test_standard_count_encoding_by_hand() -> None:
     for repeats in (1, 10, 20):
         batch = task.sample(1, gen(), min_repeats=repeats, max_repeats=repeats)
         fed[repeats] = batch.inputs[0, 2, 3].item()  # the count step of a length-1 sequence
-    assert fed[1] == pytest.approx(-4.5 / 8.25**0.5) == pytest.approx(-1.5667, abs=1e-4)
+    assert fed[1] == pytest.approx(-4.5 / 8.25**0.5)
+    assert fed[1] == pytest.approx(-1.5667, abs=1e-4)
     assert fed[10] == pytest.approx(1.5667, abs=1e-4)
     assert fed[20] == pytest.approx(14.5 / 8.25**0.5)  # fixed by the training range
 
