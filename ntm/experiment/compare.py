@@ -150,17 +150,16 @@ def _curve(values: dict[int, list[float]]) -> tuple[list, list, list, list]:
     )
 
 
-def setting(run: Run, key: str) -> str:
-    """The run's value of a config key (``optimizer.lr``) as its saved Hydra config gives it.
-    ``key=value`` gives runs whose config lacks the key that value: runs from before an option
-    existed, which ran as its default does (``task.count_encoding=fraction``)."""
-    key, has_fallback, fallback = key.partition("=")
+def setting(run: Run, key: str, fallback: str | None = None) -> str:
+    """The run's value of a config key (``optimizer.lr``) as its saved Hydra config gives it;
+    `fallback` for runs whose config lacks the key: runs from before an option existed, which
+    ran as its default does (``task.count_encoding``, ``fraction``)."""
     path = run.folder / ".hydra" / "config.yaml"
     if not path.exists():
         raise ResultsFormatError(f"{run.folder}: no .hydra/config.yaml to read {key} from")
     value = OmegaConf.select(OmegaConf.load(path), key, default=MISSING_SETTING)
     if value is MISSING_SETTING:
-        if has_fallback:
+        if fallback is not None:
             return fallback
         raise ResultsFormatError(
             f"{run.folder}: its config has no key {key!r} (give it one: --by {key}=<value>)"
@@ -181,11 +180,16 @@ def label_order(label: str) -> list:
 def compare(runs: list[Run], by: Iterable[str] = ()) -> list[TaskComparison]:
     """Per task: the markdown table and, per model, the generalisation curve. `by`: config
     keys (e.g. ``optimizer.lr``) whose values tell runs of one model apart, as in a search:
-    each value becomes a row of its own, labelled ``ntm-lstm, optimizer.lr=0.002``."""
+    each value becomes a row of its own, labelled ``ntm-lstm, optimizer.lr=0.002``;
+    ``key=value`` gives runs whose config lacks the key that value."""
+    keys = []
+    for spec in by:  # "key" or "key=fallback"
+        key, has_fallback, fallback = spec.partition("=")
+        keys.append((key, fallback if has_fallback else None))
     by_task: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         label = ", ".join(
-            [run_label(run.summary)] + [f"{k.partition('=')[0]}={setting(run, k)}" for k in by]
+            [run_label(run.summary)] + [f"{k}={setting(run, k, fallback)}" for k, fallback in keys]
         )
         by_task[run.summary.task][label].append(run)
     return [_compare_task(task, models) for task, models in sorted(by_task.items())]
