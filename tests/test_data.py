@@ -146,6 +146,17 @@ def test_stream_follows_the_curriculum_and_resumes_on_it() -> None:
         assert_batch_equal(expected, batch)
 
 
+def test_repeat_copy_stream_scores_the_end_marker_once_the_curriculum_allows() -> None:
+    """configs/task/repeat_copy.yaml's pairing: the repeat count from 1, the end marker scored
+    from 3 repeats (here 1 to 10 over 90 sequences: max_repeats 3 from batch 2 of 10)."""
+    task = RepeatCopyTask(width=3, max_length=4, end_marker_from_repeats=3)
+    curriculum = Curriculum(task=task, start={"max_repeats": 1}, sequences=90, batch_size=10)
+    stream = TaskStream(task=task, batch_size=10, seed=0, curriculum=curriculum)
+    scored = [bool(batch.mask[:, -1].all()) for batch in itertools.islice(stream, 12)]
+    assert [curriculum.ranges(i)["max_repeats"] for i in range(3)] == [1, 2, 3]
+    assert scored == [False, False] + [True] * 10
+
+
 def test_curriculum_rejects_harder_or_unknown_starts() -> None:
     task = CopyTask(width=3, min_length=1, max_length=20)
     with pytest.raises(ValueError, match="easier than the task's ranges, got max_length=30 > 20"):

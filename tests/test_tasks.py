@@ -288,6 +288,26 @@ def test_count_encoding_refuses_bad_settings(settings: dict, message: str) -> No
         RepeatCopyTask(**settings)
 
 
+def test_end_marker_unscored_below_end_marker_from_repeats() -> None:
+    task = RepeatCopyTask(width=2, min_length=3, max_length=3, end_marker_from_repeats=3)
+    for max_repeats, scored in ((1, False), (2, False), (3, True), (10, True)):
+        batch = task.sample(4, gen(), max_repeats=max_repeats)
+        assert batch.mask[:, -1].all().item() is scored
+        assert batch.targets[:, -1, 2].eq(1.0).all().item() is scored  # the end marker
+        assert batch.mask[:, :-1].sum().item() == 4 * (batch.inputs.shape[1] - 1 - 3 - 2)
+    # The default scores it in every batch, and the data is the same either way.
+    default = RepeatCopyTask(width=2, min_length=3, max_length=3)
+    batch, unscored = default.sample(4, gen(), max_repeats=1), task.sample(4, gen(), max_repeats=1)
+    assert batch.mask[:, -1].all() and batch.targets[:, -1, 2].eq(1.0).all()
+    assert torch.equal(batch.inputs, unscored.inputs)
+    assert torch.equal(batch.targets[:, :-1], unscored.targets[:, :-1])
+
+
+def test_end_marker_from_repeats_refuses_below_1() -> None:
+    with pytest.raises(ValueError, match="end_marker_from_repeats"):
+        RepeatCopyTask(end_marker_from_repeats=0)
+
+
 # --- associative recall -------------------------------------------------------------------
 
 
