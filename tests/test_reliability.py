@@ -330,6 +330,30 @@ def test_memory_rows_tells_leaked_writes_from_the_starting_value(checkpoints, ca
     assert "--fraction must be in (0, 1]" in capsys.readouterr().err
 
 
+def test_early_errors_splits_runs_by_their_start(tmp_path, capsys):
+    from scripts import early_errors
+
+    def fake_run(name: str, errors: list[float], solved_at: int | None) -> None:
+        log = tmp_path / "sweep" / name / "csv" / "version_0" / "metrics.csv"
+        log.parent.mkdir(parents=True)
+        rows = [f"{1000 * (i + 1)},{e}" for i, e in enumerate(errors)]  # at 1,000, 2,000, ...
+        log.write_text("sequences,train/bit_errors\n" + "\n".join(rows) + "\n")
+        (log.parents[2] / "summary.json").write_text(json.dumps({"solved_at": solved_at}))
+
+    fake_run("seed0", [30, 2, 1, 3, 50], 9000)  # window [2,000, 5,000): median 2
+    fake_run("seed1", [1, 20, 9, 30, 0], None)  # median 20
+    fake_run("seed2", [40, 8, 6, 7, 0], 900_000)  # median 7, solved only past the cap
+    argv = [str(tmp_path / "sweep"), "--window", "2000", "5000", "--below", "5", "--cap", "10000"]
+    assert early_errors.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:4]] == ["2.00", "7.00", "20.00"]
+    assert "solved at 9,000" in lines[1] and "not solved" in lines[2]
+    assert lines[4:] == ["below 5: 1 of 1 solved", "at or above 5: 0 of 2 solved"]
+    with pytest.raises(SystemExit):  # argparse's one-line error
+        early_errors.main([str(tmp_path / "sweep"), "--window", "5000", "2000"])
+    assert "--window needs 0 <= FIRST < LAST" in capsys.readouterr().err
+
+
 TRAIN_ERRORS = {
     "optimizer.lr=-1": "optimizer: Invalid learning rate: -1",
     "optimizer.lr=abc": "optimizer.lr: expected a number, got 'abc'",
