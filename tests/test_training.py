@@ -123,6 +123,12 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert mlp_batch8.data.batch_size == 8  # the command line still wins
     lstm_repeat = compose_train(["task=repeat_copy", "controller=lstm"], tmp_path)
     assert lstm_repeat.data.batch_size == 8 and lstm_repeat.trainer.max_steps == 50000
+    # configs/tuned/controller_task/adam_lstm_repeat_copy.yaml: the end marker later, for
+    # the LSTM controller only
+    assert lstm_repeat.task.end_marker_from_repeats == 3
+    assert mlp_repeat.task.end_marker_from_repeats == 1
+    paper_lstm = compose_train(["task=repeat_copy", "experiment=paper"], tmp_path)
+    assert paper_lstm.task.end_marker_from_repeats == 1  # Adam's only
     paper_mlp = ["task=repeat_copy", "experiment=paper", "model/controller=mlp"]
     assert compose_train(paper_mlp, tmp_path).data.batch_size == 1  # Adam's only
     assert compose_train(["task=copy", "controller=mlp"], tmp_path).data.batch_size == 8
