@@ -147,8 +147,9 @@ def test_stream_follows_the_curriculum_and_resumes_on_it() -> None:
 
 
 def test_repeat_copy_stream_scores_the_end_marker_once_the_curriculum_allows() -> None:
-    """configs/task/repeat_copy.yaml's pairing: the repeat count from 1, the end marker scored
-    from 3 repeats (here 1 to 10 over 90 sequences: max_repeats 3 from batch 2 of 10)."""
+    """NTM-LSTM's repeat-copy defaults: the repeat count from 1 (configs/task/repeat_copy.yaml),
+    the end marker scored from 3 repeats (configs/tuned/controller_task/adam_lstm_repeat_copy.yaml);
+    here 1 to 10 over 90 sequences: max_repeats 3 from batch 2 of 10."""
     task = RepeatCopyTask(width=3, max_length=4, end_marker_from_repeats=3)
     curriculum = Curriculum(task=task, start={"max_repeats": 1}, sequences=90, batch_size=10)
     stream = TaskStream(task=task, batch_size=10, seed=0, curriculum=curriculum)
