@@ -12,29 +12,21 @@ hold runs (a sweep, `seed<k>` folders) are searched for them.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's ntm
 
-def runs_under(folders: list[Path]) -> list[Path]:
-    """The run folders (those with summary.json) in or under `folders`, each once, sorted."""
-    found = {summary.parent for folder in folders for summary in folder.rglob("summary.json")}
-    return sorted(found)
+from ntm.experiment.compare import Run, learning_curve, load_runs  # noqa: E402
+from ntm.experiment.results import BIT_ERRORS, train_key  # noqa: E402
 
 
-def window_median(run: Path, first: int, last: int) -> float | None:
-    """The median of the run's logged `train/bit_errors` at sequences in [first, last); None
+def window_median(run: Run, first: int, last: int) -> float | None:
+    """The median of the run's logged training bit errors at sequences in [first, last); None
     when it logged none there."""
-    values = []
-    for log in run.glob("csv/version_*/metrics.csv"):
-        with log.open(newline="") as file:
-            for row in csv.DictReader(file):
-                errors, sequences = row.get("train/bit_errors"), row.get("sequences")
-                if errors and sequences and first <= float(sequences) < last:
-                    values.append(float(errors))
+    curve = learning_curve(run, train_key(BIT_ERRORS))
+    values = [v for x, v in zip(*curve, strict=True) if first <= x < last] if curve else []
     return statistics.median(values) if values else None
 
 
@@ -55,18 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     first, last = args.window
     if not 0 <= first < last:
         parser.error(f"--window needs 0 <= FIRST < LAST, got {first} {last}")
-    runs = runs_under(args.folders)
+    runs = load_runs(args.folders)
     if not runs:
         parser.error("no run folders (with summary.json) in " + " ".join(map(str, args.folders)))
     rows = []
     for run in runs:
         median = window_median(run, first, last)
         if median is None:
-            print(f"{run}: no training errors logged in the window, left out", file=sys.stderr)
+            print(f"{run.folder}: no training errors in the window, left out", file=sys.stderr)
             continue
-        solved_at = json.loads((run / "summary.json").read_text())["solved_at"]
+        solved_at = run.summary.solved_at
         solved = solved_at is not None and solved_at <= args.cap
-        rows.append((median, solved, solved_at, run))
+        rows.append((median, solved, solved_at, run.folder))
     print(f"median training bit errors at sequences {first:,}-{last:,}; solved within {args.cap:,}")
     for median, solved, solved_at, run in sorted(rows, key=lambda row: row[0]):
         print(f"{median:8.2f}  {f'solved at {solved_at:,}' if solved else 'not solved':>20}  {run}")

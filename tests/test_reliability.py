@@ -338,7 +338,11 @@ def test_early_errors_splits_runs_by_their_start(tmp_path, capsys):
         log.parent.mkdir(parents=True)
         rows = [f"{1000 * (i + 1)},{e}" for i, e in enumerate(errors)]  # at 1,000, 2,000, ...
         log.write_text("sequences,train/bit_errors\n" + "\n".join(rows) + "\n")
-        (log.parents[2] / "summary.json").write_text(json.dumps({"solved_at": solved_at}))
+        summary = results.RunSummary(
+            "repeat_copy", "ntm-lstm", 0, 10, 5, 5000, 1.0, solved_at is not None, 0.05, {},
+            solved_at=solved_at,
+        )  # fmt: skip
+        results.write(summary, log.parents[2] / results.SUMMARY_FILE)
 
     fake_run("seed0", [30, 2, 1, 3, 50], 9000)  # window [2,000, 5,000): median 2
     fake_run("seed1", [1, 20, 9, 30, 0], None)  # median 20

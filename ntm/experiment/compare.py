@@ -195,9 +195,10 @@ def compare(runs: list[Run], by: Iterable[str] = ()) -> list[TaskComparison]:
     return [_compare_task(task, models) for task, models in sorted(by_task.items())]
 
 
-def learning_curve(run: Run) -> tuple[list[int], list[float]] | None:
-    """In-distribution validation bit errors against sequences seen, from the run's CSV log
-    (`logger=csv`); None for a run logged otherwise."""
+def learning_curve(run: Run, column: str = FINAL) -> tuple[list[int], list[float]] | None:
+    """A logged metric against sequences seen, from the run's CSV log (`logger=csv`): by
+    default the in-distribution validation bit errors (e.g. ``train/bit_errors`` otherwise);
+    None for a run logged otherwise or without that metric."""
     # version_<n>: a run resumed into its own folder logs a new version; later ones win
     logs = sorted(
         run.folder.glob("csv/version_*/metrics.csv"),
@@ -209,8 +210,8 @@ def learning_curve(run: Run) -> tuple[list[int], list[float]] | None:
     for log in logs:
         with open(log, newline="") as file:
             for row in csv.DictReader(file):
-                if row.get(FINAL) and row.get("sequences"):
-                    points[int(float(row["sequences"]))] = float(row[FINAL])
+                if row.get(column) and row.get("sequences"):
+                    points[int(float(row["sequences"]))] = float(row[column])
     return (sorted(points), [points[x] for x in sorted(points)]) if points else None
 
 
