@@ -132,6 +132,20 @@ def test_curriculum_widens_the_ranges_from_start_to_the_tasks_own() -> None:
     )
 
 
+def test_curriculum_holds_the_start_ranges_before_widening() -> None:
+    task = RepeatCopyTask(width=3, min_length=1, max_length=10, min_repeats=1, max_repeats=10)
+    curriculum = Curriculum(
+        task=task, start={"max_repeats": 1}, sequences=90, batch_size=10, hold=30
+    )
+    # 0-30 sequences seen: held at 1; then 1 + 9 * (seen - 30) / 90
+    batches = (0, 2, 3, 4, 8, 12, 100)
+    expected = [1, 1, 1, 2, 6, 10, 10]
+    assert [curriculum.ranges(i)["max_repeats"] for i in batches] == expected
+    assert curriculum.ranges(2, world_size=2)["max_repeats"] == 2  # 40 seen over both ranks
+    with pytest.raises(ValueError, match="curriculum.hold must be >= 0"):
+        Curriculum(task=task, start={"max_repeats": 1}, sequences=90, batch_size=10, hold=-1)
+
+
 def test_stream_follows_the_curriculum_and_resumes_on_it() -> None:
     task = CopyTask(width=3, min_length=1, max_length=20)
     curriculum = Curriculum(task=task, start={"max_length": 1}, sequences=40, batch_size=2)

@@ -93,7 +93,7 @@ def test_tuned_settings_apply_per_task_and_optimiser_and_yield_to_overrides(tmp_
     assert compose_train(["task=associative_recall"], tmp_path).data.batch_size == 8
     # configs/task/repeat_copy.yaml: a curriculum on the repeat count, for that task only
     curriculum = compose_train(["task=repeat_copy"], tmp_path).data.curriculum
-    assert curriculum == {"start": {"max_repeats": 1}, "sequences": 200000}
+    assert curriculum == {"start": {"max_repeats": 1}, "sequences": 200000, "hold": 0}
     assert compose_train(["task=copy"], tmp_path).data.curriculum is None
     assert (
         compose_train(["task=repeat_copy", "data.curriculum=null"], tmp_path).data.curriculum

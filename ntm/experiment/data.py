@@ -48,14 +48,15 @@ def stream_seed(seed: int, rank: int, index: int) -> int:
 
 
 class Curriculum:
-    """Training ranges that move from easy ones to the task's own over the first `sequences`.
+    """Training ranges that move from easy ones to the task's own over `sequences` sequences.
 
     start: range bounds at the first batch, e.g. ``{"max_length": 2, "max_repeats": 2}``; each
-    bound named there moves linearly (rounded) to the value the stream would otherwise use by
-    `sequences` sequences seen (over all ranks) and stays there; the bounds not named keep
-    their values. Difficulties are still drawn uniformly within the current ranges, so with
-    only ``max_*`` bounds named easy sequences keep coming once harder ones appear. Like the
-    stream itself it is a function of the batch index alone: a resumed run sees the same ranges.
+    bound named there stays for the first `hold` sequences seen (over all ranks), then moves
+    linearly (rounded) to the value the stream would otherwise use over the next `sequences`
+    and stays there; the bounds not named keep their values. Difficulties are still drawn
+    uniformly within the current ranges, so with only ``max_*`` bounds named easy sequences
+    keep coming once harder ones appear. Like the stream itself it is a function of the batch
+    index alone: a resumed run sees the same ranges.
     """
 
     def __init__(
@@ -65,8 +66,10 @@ class Curriculum:
         start: Mapping[str, int],
         sequences: int,
         batch_size: int,
+        hold: int = 0,
     ) -> None:
         self.sequences = check_int("curriculum.sequences", sequences, minimum=1)
+        self.hold = check_int("curriculum.hold", hold, minimum=0)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         # A stream of a conversion.WiderTask draws from its wider `ranges`: end there.
         end = task.resolve(**getattr(task, "ranges", {}))
@@ -83,7 +86,8 @@ class Curriculum:
     def ranges(self, index: int, world_size: int = 1) -> dict[str, int]:
         """The bounds named in `start` for training batch `index` (0-based) of each of
         `world_size` processes."""
-        progress = min(1.0, index * self.batch_size * world_size / self.sequences)
+        seen = index * self.batch_size * world_size
+        progress = min(1.0, max(0, seen - self.hold) / self.sequences)
         return {
             key: round(low + progress * (self.end[key] - low)) for key, low in self.start.items()
         }
