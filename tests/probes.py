@@ -8,6 +8,8 @@ from pathlib import Path
 
 import lightning as L
 
+from ntm.experiment.config import denormals_flushed
+
 
 class BatchProbe(L.Callback):
     """Writes ``rank<r>.json`` into `folder` when training ends: a fingerprint of every
@@ -26,3 +28,13 @@ class BatchProbe(L.Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         record = {"world_size": trainer.world_size, "batches": self.batches, "val": metrics}
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class DenormalProbe(L.Callback):
+    """Appends to `DenormalProbe.seen`, at each training batch, whether the training thread
+    flushed denormals (for in-process tests: a class attribute outlives the instance)."""
+
+    seen: list[bool] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        DenormalProbe.seen.append(denormals_flushed())

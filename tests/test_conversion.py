@@ -146,6 +146,7 @@ def test_a_student_run_round_trips_its_teacher(teacher, tmp_path):
             {
                 "ckpt_path": str(tmp_path / "checkpoints" / "best.ckpt"),
                 "threads": 1,
+                "flush_denormal": True,
                 "evaluation": {"grid": {"length": [5]}, "capacity": {"slots": [16]}},
             }
         ),

@@ -9,9 +9,17 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from probes import DenormalProbe
 from runs import CONFIGS, ROOT, compose_train, train_py
 
-from ntm.experiment.config import ConfigError, build, expand_aliases
+from ntm.experiment.config import (
+    ConfigError,
+    build,
+    cpu_settings,
+    denormals_flushed,
+    expand_aliases,
+)
 from ntm.experiment.results import EvaluationResults, RunSummary, read
 from ntm.experiment.run import train
 
@@ -278,6 +286,36 @@ def test_bad_sizes_fail_before_training_with_one_message(override, message, tmp_
         return
     with pytest.raises(ConfigError, match=message):
         build(cfg)
+
+
+needs_flushing = pytest.mark.skipif(
+    not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals"
+)
+
+
+@needs_flushing
+def test_cpu_settings_flush_denormals_as_configured_and_put_the_setting_back():
+    tiny = torch.tensor(1e-39)  # a float32 denormal
+    for flush in (True, False):
+        with cpu_settings(OmegaConf.create({"threads": 1, "flush_denormal": flush})):
+            assert denormals_flushed() is flush
+            assert (tiny * 1.0).item() == (0.0 if flush else pytest.approx(1e-39))
+        assert not denormals_flushed()
+    flushing = cpu_settings(OmegaConf.create({"threads": 1, "flush_denormal": True}))
+    with pytest.raises(RuntimeError), flushing:  # put back when the run fails, too
+        raise RuntimeError
+    assert not denormals_flushed()
+
+
+@needs_flushing
+@pytest.mark.parametrize("flush", [True, False])
+def test_training_flushes_denormals_unless_told_not_to(flush, tmp_path):
+    DenormalProbe.seen.clear()
+    probe = "+callbacks.probe._target_=probes.DenormalProbe"
+    overrides = ["debug=fast", "model=lstm_baseline", probe, f"flush_denormal={flush}"]
+    train(compose_train(overrides, tmp_path), tmp_path)
+    assert DenormalProbe.seen == [flush]
+    assert not denormals_flushed()
 
 
 def test_validation_longer_than_memory_warns(tmp_path):

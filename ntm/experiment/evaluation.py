@@ -20,7 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ntm.experiment import plots
-from ntm.experiment.config import ConfigError, check_settings, check_types, load_trained
+from ntm.experiment.config import (
+    ConfigError,
+    check_settings,
+    check_types,
+    cpu_settings,
+    load_trained,
+)
 from ntm.experiment.results import (
     AGREEMENT,
     BIT_ERRORS,
@@ -314,7 +320,6 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
         raise ConfigError("ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>")
     check_settings(cfg)
     path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
-    torch.set_num_threads(cfg.threads)
     run_cfg, task, model, conversion = load_trained(path)
     changes = {k: v for k, v in OmegaConf.to_container(cfg.evaluation).items() if v is not None}
     changes["capacity"] = {k: v for k, v in changes.get("capacity", {}).items() if v is not None}
@@ -324,15 +329,16 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     check_evaluation(task, OmegaConf.to_container(run_cfg.evaluation))
     # A student is evaluated beside its teacher, as after training.
     teacher = load_trained(conversion.teacher, "teacher").model if conversion else None
-    results = evaluate_model(
-        model,
-        task,
-        OmegaConf.to_container(run_cfg.evaluation),
-        label=run_cfg.model.label,
-        seed=run_cfg.seed,
-        checkpoint=str(path),
-        teacher=teacher,
-        conversion=conversion,
-    )
+    with cpu_settings(cfg):
+        results = evaluate_model(
+            model,
+            task,
+            OmegaConf.to_container(run_cfg.evaluation),
+            label=run_cfg.model.label,
+            seed=run_cfg.seed,
+            checkpoint=str(path),
+            teacher=teacher,
+            conversion=conversion,
+        )
     save_results(results, output_dir)
     return results

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ntm.experiment import checkpoints, dashboard
 from ntm.experiment.callbacks import StopWhenSolved, TrainingDiverged
-from ntm.experiment.config import build, check_settings, instantiate_or_fail
+from ntm.experiment.config import build, check_settings, cpu_settings, instantiate_or_fail
 from ntm.experiment.evaluation import check_evaluation, evaluate_model, save_results
 from ntm.experiment.results import (
     BIT_ERRORS,
@@ -47,9 +47,12 @@ def train(cfg: DictConfig, output_dir: str | Path) -> RunSummary:
     """Train as `cfg` says, write `summary.json` (and, unless disabled, the evaluation) into
     `output_dir`, and return the summary. A run stopped by `TrainingDiverged` writes both too
     (`diverged` set, its best checkpoint evaluated), then raises it."""
-    output_dir = Path(output_dir)
     check_settings(cfg)
-    torch.set_num_threads(cfg.threads)
+    with cpu_settings(cfg):
+        return _train(cfg, Path(output_dir))
+
+
+def _train(cfg: DictConfig, output_dir: Path) -> RunSummary:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     task, datamodule, module = build(cfg)
     if cfg.evaluation.enabled:
