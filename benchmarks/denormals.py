@@ -5,7 +5,7 @@ slower than on a normal number. Training makes them when gates saturate: a sigmo
 pre-activation near -80 passes back sigmoid'(-80), about 2e-35, times its upstream gradient,
 which lands in the denormal range, and every product it enters slows down.
 
-Without arguments: the LSTM baseline at 3 x 512 (repeat copy's shape: batch 8, 110 steps), one
+Without arguments: the LSTM baseline at 3 x 512 (about repeat copy's shape: batch 8, 110 steps), one
 forward and backward pass with a fraction of its input gates held there (their bias set to
 -80). With `--checkpoint`: each train.py checkpoint's own model on a batch of 8 at its task's
 largest training difficulty. Either way with flushing off (torch's default) and on (train.py's
@@ -27,7 +27,7 @@ from ntm import LSTMBaseline
 
 SATURATED_FRACTIONS = (0.0, 0.01, 0.05, 0.25)
 GATE_BIAS = -80.0  # sigmoid'(-80) ~ 1.8e-35: times a gradient under ~1e-3, a denormal
-BATCH, STEPS, HIDDEN = 8, 110, 512  # repeat copy at 10 items x 10 repeats: 10 * 11 steps
+BATCH, STEPS, HIDDEN = 8, 110, 512  # about repeat copy at 10 items x 10 repeats (113 steps)
 REPEATS = 3
 
 

@@ -1,6 +1,7 @@
 """The training pipeline: configs compose, every model x task runs, resume, errors."""
 
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from probes import DenormalProbe
 from runs import CONFIGS, ROOT, compose_train, train_py
 
+from ntm.experiment import evaluation
 from ntm.experiment.config import (
     ConfigError,
     build,
@@ -288,19 +290,26 @@ def test_bad_sizes_fail_before_training_with_one_message(override, message, tmp_
         build(cfg)
 
 
+def flushing_supported() -> bool:
+    """Whether torch can flush denormals here (asked by setting the mode it is in)."""
+    return torch.set_flush_denormal(denormals_flushed())
+
+
 needs_flushing = pytest.mark.skipif(
-    not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals"
+    not flushing_supported(), reason="this CPU cannot flush denormals"
 )
 
 
 @needs_flushing
 def test_cpu_settings_flush_denormals_as_configured_and_put_the_setting_back():
     tiny = torch.tensor(1e-39)  # a float32 denormal
-    for flush in (True, False):
+    for before, flush in itertools.product((False, True), repeat=2):
+        torch.set_flush_denormal(before)
         with cpu_settings(OmegaConf.create({"threads": 1, "flush_denormal": flush})):
             assert denormals_flushed() is flush
             assert (tiny * 1.0).item() == (0.0 if flush else pytest.approx(1e-39))
-        assert not denormals_flushed()
+        assert denormals_flushed() is before
+    torch.set_flush_denormal(False)
     flushing = cpu_settings(OmegaConf.create({"threads": 1, "flush_denormal": True}))
     with pytest.raises(RuntimeError), flushing:  # put back when the run fails, too
         raise RuntimeError
@@ -315,6 +324,29 @@ def test_training_flushes_denormals_unless_told_not_to(flush, tmp_path):
     overrides = ["debug=fast", "model=lstm_baseline", probe, f"flush_denormal={flush}"]
     train(compose_train(overrides, tmp_path), tmp_path)
     assert DenormalProbe.seen == [flush]
+    assert not denormals_flushed()
+
+
+@needs_flushing
+def test_evaluate_py_flushes_denormals_as_training_does(tmp_path, monkeypatch):
+    overrides = ["debug=steps", "model=lstm_baseline", "task.max_length=2", "logger=none"]
+    overrides += ["callbacks.figures=null", "evaluation.enabled=false"]
+    train(compose_train(overrides, tmp_path), tmp_path)
+    seen, evaluate_model = [], evaluation.evaluate_model
+
+    def recording(*args, **kwargs):
+        seen.append(denormals_flushed())
+        return evaluate_model(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_model", recording)
+    cfg = {
+        "ckpt_path": str(tmp_path / "checkpoints" / "best.ckpt"),
+        "threads": 1,
+        "flush_denormal": True,
+        "evaluation": {"grid": {"length": [2]}, "capacity": {}},
+    }
+    evaluation.evaluate_checkpoint(OmegaConf.create(cfg), tmp_path / "evaluated")
+    assert seen == [True]
     assert not denormals_flushed()
 
 

@@ -111,7 +111,7 @@ def file_defaults() -> DictConfig | None:
 
 def check_settings(cfg: DictConfig) -> None:
     """Every value of a train.py or evaluate.py config typed as the config files type it, and
-    the top-level `seed` and `threads` in range."""
+    the top-level `seed` and `threads` in range and `flush_denormal` true or false."""
     defaults = file_defaults()
     if defaults is not None:
         check_types(cfg, defaults)
@@ -120,24 +120,28 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"seed: expected an integer from 0 to 2**32 - 1, got {seed!r}")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
+    if not isinstance(cfg.flush_denormal, bool):
+        raise ConfigError(f"flush_denormal: expected true or false, got {cfg.flush_denormal!r}")
 
 
 @contextmanager
 def cpu_settings(cfg: DictConfig) -> Iterator[None]:
-    """Torch's thread count (`threads`) and denormal flushing (`flush_denormal`) as `cfg` says,
-    the flushing put back as it was on leaving (a sweep's next job, a test, a user's session).
+    """Torch's thread count (`threads`) and denormal flushing (`flush_denormal`) as `cfg` says;
+    on leaving, the flushing is put back as it was (for a sweep's next job, a test, a user's
+    session), the thread count is not.
 
-    Flushing matters for speed only: a float32 under about 1e-38 is stored as a denormal, and
-    arithmetic on denormals is many times slower on x86. Saturated gates make them in the
-    backward pass: a 3 x 512 LSTM baseline trained 3 times slower per step for thousands of
-    updates without flushing (README "Training throughput")."""
+    Flushing matters for speed only: a float32 under about 1.2e-38 is stored as a denormal,
+    and arithmetic on denormals is many times slower on x86. Saturated gates make them in the
+    backward pass: a step of a 3 x 512 LSTM baseline took 2.4-2.7 times as long without
+    flushing (README "Training throughput")."""
     torch.set_num_threads(cfg.threads)
-    flushed = denormals_flushed()
-    torch.set_flush_denormal(cfg.flush_denormal)
+    was_flushing = denormals_flushed()
+    if not torch.set_flush_denormal(cfg.flush_denormal) and cfg.flush_denormal:
+        warnings.warn("flush_denormal: this CPU cannot flush denormals; they stay", stacklevel=3)
     try:
         yield
     finally:
-        torch.set_flush_denormal(flushed)
+        torch.set_flush_denormal(was_flushing)
 
 
 def denormals_flushed() -> bool:

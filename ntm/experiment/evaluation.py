@@ -319,7 +319,11 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     if not cfg.ckpt_path:
         raise ConfigError("ckpt_path: which checkpoint? python evaluate.py ckpt_path=<file>")
     check_settings(cfg)
-    path, output_dir = Path(cfg.ckpt_path), Path(output_dir)
+    with cpu_settings(cfg):
+        return _evaluate_checkpoint(cfg, Path(cfg.ckpt_path), Path(output_dir))
+
+
+def _evaluate_checkpoint(cfg: DictConfig, path: Path, output_dir: Path) -> EvaluationResults:
     run_cfg, task, model, conversion = load_trained(path)
     changes = {k: v for k, v in OmegaConf.to_container(cfg.evaluation).items() if v is not None}
     changes["capacity"] = {k: v for k, v in changes.get("capacity", {}).items() if v is not None}
@@ -329,16 +333,15 @@ def evaluate_checkpoint(cfg: DictConfig, output_dir: str | Path) -> EvaluationRe
     check_evaluation(task, OmegaConf.to_container(run_cfg.evaluation))
     # A student is evaluated beside its teacher, as after training.
     teacher = load_trained(conversion.teacher, "teacher").model if conversion else None
-    with cpu_settings(cfg):
-        results = evaluate_model(
-            model,
-            task,
-            OmegaConf.to_container(run_cfg.evaluation),
-            label=run_cfg.model.label,
-            seed=run_cfg.seed,
-            checkpoint=str(path),
-            teacher=teacher,
-            conversion=conversion,
-        )
+    results = evaluate_model(
+        model,
+        task,
+        OmegaConf.to_container(run_cfg.evaluation),
+        label=run_cfg.model.label,
+        seed=run_cfg.seed,
+        checkpoint=str(path),
+        teacher=teacher,
+        conversion=conversion,
+    )
     save_results(results, output_dir)
     return results
