@@ -5,11 +5,12 @@ slower than on a normal number. Training makes them when gates saturate: a sigmo
 pre-activation near -80 passes back sigmoid'(-80), about 2e-35, times its upstream gradient,
 which lands in the denormal range, and every product it enters slows down.
 
-Without arguments: the LSTM baseline at 3 x 512 (about repeat copy's shape: batch 8, 110 steps), one
-forward and backward pass with a fraction of its input gates held there (their bias set to
--80). With `--checkpoint`: each train.py checkpoint's own model on a batch of 8 at its task's
-largest training difficulty. Either way with flushing off (torch's default) and on (train.py's
-`flush_denormal`, the default), alternated, printing the fastest step in milliseconds.
+Without arguments: the LSTM baseline at 3 x 512 (about repeat copy's shape: batch 8, 110
+steps), one forward and backward pass with a fraction of its input gates held there (their
+bias set to -80). With `--checkpoint`: each train.py checkpoint's own model on a batch of 8
+at its task's largest training difficulty. Either way with flushing off (torch's default)
+and on (train.py's `flush_denormal`, the default), alternated, printing the fastest step in
+milliseconds.
 
     python benchmarks/denormals.py
     python benchmarks/denormals.py --checkpoint multirun/<run>/checkpoints/last.ckpt [...]
